@@ -1,0 +1,24 @@
+import subprocess
+import sys
+
+from crl_core.cli import main
+
+
+def test_crl_help_lists_subcommands(capsys):
+    proc = subprocess.run([sys.executable, "-m", "crl_core.cli", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    for sub in ("model", "data"):
+        assert sub in proc.stdout
+
+
+def test_data_info_prints_sets_and_hashes(capsys):
+    assert main(["data", "info"]) == 0
+    out = capsys.readouterr().out
+    for name in ("harmful", "benign_qa", "overrefusal", "refusal_pairs"):
+        assert name in out
+
+
+def test_bad_model_name_is_one_clear_error(capsys):
+    assert main(["model", "prepare", "gpt5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("crl: error:") and "smollm2" in err and "Traceback" not in err
