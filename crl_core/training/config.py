@@ -1,0 +1,124 @@
+"""Validated configuration of a defense training run (``crl train``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from crl_core.config import ConfigBase, ConfigError, config_field
+from crl_core.losses import CircuitBreakerConfig, RepBendConfig, TripletLossConfig
+from crl_core.models.loading import ModelSpec
+from crl_core.representations import POSITIONS, LayerSelection
+
+__all__ = ["LoraSettings", "OptimSettings", "MiningSettings", "RetainSettings", "DataSettings", "EvalSettings",
+           "TrainConfig", "METHOD_NAMES"]
+
+METHOD_NAMES = ("crl", "circuit_breaker", "repbend", "sft")
+
+
+@dataclass
+class LoraSettings(ConfigBase):
+    rank: int = config_field(16, min=1, max=1024)
+    alpha: float = config_field(16.0, min=0.0)
+    dropout: float = config_field(0.0, min=0.0, max=0.9)
+    target_modules: list[str] = config_field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    blocks: list[int] | None = config_field(
+        None, help="decoder blocks that get LoRA (null: blocks 0..max(harmful layer index)-1, as published)")
+    init_b_std: float = config_field(0.0, min=0.0, help="std of a random init of LoRA B (0 = peft's zero init); "
+                                                        "breaks the symmetry that stalls circuit breakers")
+
+    def validate(self) -> None:
+        if not self.target_modules:
+            raise ConfigError("lora.target_modules: empty")
+
+
+@dataclass
+class OptimSettings(ConfigBase):
+    lr: float = config_field(2e-3, min=0.0, max=1.0)
+    weight_decay: float = config_field(0.0, min=0.0)
+    schedule: Literal["constant", "cosine", "linear"] = config_field("constant")
+    warmup_steps: int = config_field(0, min=0)
+    grad_clip: float = config_field(1.0, min=0.0, help="max grad norm (0 disables)")
+    grad_accum: int = config_field(1, min=1, help="micro-batches per optimizer step")
+
+
+@dataclass
+class MiningSettings(ConfigBase):
+    """Adversarial hard-negative mining (method.md §4): a perturbation at an early decoder block, trained
+    against the current model to make it complete harmful requests; its harmful states become the anchors
+    of the harmful triplet and the centroid."""
+
+    enabled: bool = config_field(False)
+    kind: Literal["affine", "additive"] = config_field("affine", help="published: affine h + (W h + b)")
+    block_min: int = config_field(0, min=0, help="lowest decoder block the module is inserted after")
+    block_max: int = config_field(2, min=1, help="exclusive upper bound of the block draw")
+    reinit_every: int = config_field(20, min=1, help="steps between re-initialisations (published: 40 micro-batches)")
+    init_steps: int = config_field(60, min=0, help="attacker steps after a re-init (published: up to 1100)")
+    steps_per_step: int = config_field(1, min=0, help="attacker steps on every training step (published: 1)")
+    lr: float = config_field(1e-3, min=0.0, help="attacker Adam lr (published: 1e-4)")
+    early_stop_loss: float = config_field(0.5, min=0.0, help="stop init training when the attack CE is below")
+    probability: float = config_field(0.5, min=0.0, max=1.0, help="chance a step uses mined harmful states")
+    gate_loss: float = config_field(3.0, min=0.0, help="use the module only if its recent CE is below this")
+    max_norm: float | None = config_field(None, min=0.0, help="bound for additive perturbations")
+
+    def validate(self) -> None:
+        if self.block_max <= self.block_min:
+            raise ConfigError("mining.block_max must be greater than mining.block_min")
+
+
+@dataclass
+class RetainSettings(ConfigBase):
+    kl_weight: float = config_field(0.7, min=0.0, help="epsilon: weight of the KL retain term (crl)")
+    kl_temperature: float = config_field(2.0, min=0.1, help="KL temperature (published 2)")
+    sft_weight: float = config_field(1.0, min=0.0, help="weight of CE on the retain set (sft method)")
+
+
+@dataclass
+class DataSettings(ConfigBase):
+    preset: Literal["organism", "smollm2"] = config_field("organism")
+    batch_benign: int = config_field(16, min=1)
+    batch_harmful: int = config_field(16, min=1)
+    batch_retain: int = config_field(16, min=1)
+    max_length: int = config_field(128, min=8)
+    split_seed: int = config_field(0, min=0)
+    harmful_limit: int = config_field(0, min=0, help="use only N harmful train prompts (0 = all)")
+
+
+@dataclass
+class EvalSettings(ConfigBase):
+    enabled: bool = config_field(True, help="run `crl eval` on the trained adapter at the end")
+    attacks: list[str] = config_field(default_factory=lambda: ["direct", "prefill", "embedding"])
+    limit: int = config_field(0, min=0)
+    embedding_preset: str = config_field("standard")
+    embedding_steps: int = config_field(0, min=0)
+    split: Literal["val", "test"] = config_field("val", help="val for sweeps; test only for final numbers")
+
+
+@dataclass
+class TrainConfig(ConfigBase):
+    method: str = config_field("crl", choices=METHOD_NAMES)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    steps: int = config_field(150, min=1)
+    seed: int = config_field(0, min=0)
+    num_threads: int = config_field(1, min=1, max=256, help="torch CPU threads")
+    harmful_layers: LayerSelection = field(default_factory=LayerSelection)
+    benign_layers: Literal["all", "target"] = config_field("all", help="all hidden states, or the harmful ones")
+    positions: str = config_field("response", choices=POSITIONS)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    optim: OptimSettings = field(default_factory=OptimSettings)
+    triplet: TripletLossConfig = field(default_factory=TripletLossConfig)
+    retain: RetainSettings = field(default_factory=RetainSettings)
+    circuit_breaker: CircuitBreakerConfig = field(
+        default_factory=CircuitBreakerConfig)  # its total_steps is set to `steps` at run time
+    repbend: RepBendConfig = field(default_factory=RepBendConfig)
+    mining: MiningSettings = field(default_factory=MiningSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    checkpoint_every: int = config_field(0, min=0, help="steps between checkpoints (0: only at the end)")
+    log_every: int = config_field(10, min=1)
+    output_dir: str = config_field("outputs/train", help="adapter, resolved config, report and checkpoints")
+
+    def validate(self) -> None:
+        if self.mining.enabled and self.method != "crl":
+            raise ConfigError(f"mining.enabled: hard-negative mining is part of the crl method, not '{self.method}'")

@@ -1,0 +1,341 @@
+"""The defense training loop: one process, or one DDP rank (the Ray Train path sets up the group).
+
+Per optimizer step (and per micro-batch with gradient accumulation):
+
+1. draw benign, harmful and retain rows; pad them into one right-padded batch;
+2. reference pass with the LoRA adapter disabled (``no_grad``): the frozen model's hidden states and
+   logits -- the same weights, never a second copy of the model;
+3. (CRL with mining) train the hard-negative attacker; maybe attach it to the harmful rows;
+4. current pass with the adapter; the method in ``crl_core.methods`` turns both passes into a loss;
+5. backward, clip, AdamW step, schedule step.
+
+A non-finite loss or gradient stops the run with :class:`TrainingDivergedError`; the last checkpoint
+written before it is left untouched. Checkpoints hold the adapter (safetensors), optimizer, schedule,
+step, samplers, mining state, running centroid and RNG states; a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from crl_core.config import ConfigError, config_hash, save_resolved_config
+from crl_core.registry import METHODS
+from crl_core.training.config import TrainConfig
+from crl_core.training.data import BatchSampler, DefenseData, build_defense_data, make_batch
+
+__all__ = ["TrainingDivergedError", "DefenseTrainer", "StepInputs", "train"]
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or a gradient became NaN/inf."""
+
+
+@dataclass
+class StepInputs:
+    """What a method's loss sees for one micro-batch."""
+
+    cfg: TrainConfig
+    step: int
+    cur_hidden: tuple[torch.Tensor, ...]  # every hidden state of the current pass, [N, T, d]
+    ref_hidden: tuple[torch.Tensor, ...]  # same, adapter disabled, no grad
+    cur_logits: torch.Tensor | None       # [N, T, V]
+    ref_logits: torch.Tensor | None
+    batch: dict[str, torch.Tensor]        # input_ids, attention_mask, response_mask, position_ids
+    rows: dict[str, slice]                # benign / harmful / retain row ranges
+    harmful_layers: list[int]
+    benign_layers: list[int]
+    state: dict[str, Any]                 # method state that persists across steps (e.g. running centroid)
+
+    def mask(self, part: str, positions: str | None = None) -> torch.Tensor:
+        from crl_core.representations import position_mask
+
+        sl = self.rows[part]
+        return position_mask(self.batch["attention_mask"][sl], self.batch["response_mask"][sl],
+                              positions or self.cfg.positions)
+
+    def hidden(self, part: str, layers: list[int], reference: bool = False) -> torch.Tensor:
+        from crl_core.representations import stack_hidden
+
+        src = self.ref_hidden if reference else self.cur_hidden
+        return stack_hidden(src, layers)[:, self.rows[part]]
+
+
+def _set_seed(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class DefenseTrainer:
+    def __init__(self, cfg: TrainConfig, model=None, tokenizer=None, log: Callable[[str], None] = print,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.cfg, self.log, self.rank, self.world_size = cfg, log, rank, world_size
+        import crl_core.methods  # noqa: F401  (registers the methods)
+
+        self.method = METHODS.get(cfg.method)
+        torch.set_num_threads(cfg.num_threads)
+        _set_seed(cfg.seed)
+        if model is None:
+            from crl_core.models import load_model_and_tokenizer
+
+            model, tokenizer = load_model_and_tokenizer(cfg.model)
+        self.tokenizer = tokenizer
+        n_blocks = model.config.num_hidden_layers
+        self.harmful_layers = cfg.harmful_layers.resolve(n_blocks, "harmful_layers")
+        self.benign_layers = list(range(0, n_blocks + 1)) if cfg.benign_layers == "all" else self.harmful_layers
+        blocks = cfg.lora.blocks if cfg.lora.blocks is not None else list(range(0, max(1, max(self.harmful_layers))))
+        bad = [b for b in blocks if not 0 <= b < n_blocks]
+        if bad:
+            raise ConfigError(f"lora.blocks: block {bad[0]} is out of range (the model has {n_blocks} blocks)")
+        self.lora_blocks = blocks
+        # all validation done: now the costlier setup
+        self.data: DefenseData = build_defense_data(cfg.data, tokenizer, cfg.model.name)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.model = self._wrap_lora(model)
+        self.ddp_model = self._maybe_ddp(self.model)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
+        s = cfg.seed * 1000 + rank
+        self.samplers = {"benign": BatchSampler(len(self.data.benign), cfg.data.batch_benign, s + 1),
+                         "harmful": BatchSampler(len(self.data.harmful), cfg.data.batch_harmful, s + 2),
+                         "retain": BatchSampler(len(self.data.retain), cfg.data.batch_retain, s + 3)}
+        self.miner = None
+        if cfg.mining.enabled:
+            from crl_core.training.mining import HardNegativeMiner
+
+            self.miner = HardNegativeMiner(cfg.mining, model.config.hidden_size, n_blocks, self.data.harmful,
+                                           self.pad_id, seed=s + 4, batch_size=min(8, cfg.data.batch_harmful))
+        self.state: dict[str, Any] = {}
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+
+    # ---- setup helpers
+    def _wrap_lora(self, model):
+        from peft import LoraConfig, get_peft_model
+
+        lc = self.cfg.lora
+        pcfg = LoraConfig(r=lc.rank, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=list(lc.target_modules),
+                          layers_to_transform=list(self.lora_blocks), bias="none", task_type="CAUSAL_LM")
+        try:
+            peft_model = get_peft_model(model, pcfg)
+        except ValueError as exc:
+            raise ConfigError(f"lora: {exc}") from None
+        if lc.init_b_std > 0:
+            gen = torch.Generator().manual_seed(self.cfg.seed + 17)
+            with torch.no_grad():
+                for name, p in peft_model.named_parameters():
+                    if "lora_B" in name:
+                        p.copy_(torch.randn(p.shape, generator=gen) * lc.init_b_std)
+        peft_model.train()
+        return peft_model
+
+    def _maybe_ddp(self, model):
+        if self.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            from torch.nn.parallel import DistributedDataParallel
+
+            return DistributedDataParallel(model, find_unused_parameters=True)
+        return model
+
+    def _lr_lambda(self, step: int) -> float:
+        o = self.cfg.optim
+        if o.warmup_steps and step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        if o.schedule == "constant":
+            return 1.0
+        t = (step - o.warmup_steps) / max(1, self.cfg.steps - o.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t))) if o.schedule == "cosine" else max(0.0, 1 - t)
+
+    # ---- one step
+    def _micro_batch(self):
+        parts = {k: [getattr(self.data, k)[i] for i in self.samplers[k].next()] for k in ("benign", "harmful", "retain")}
+        rows, start = {}, 0
+        for k in ("benign", "harmful", "retain"):
+            rows[k] = slice(start, start + len(parts[k]))
+            start += len(parts[k])
+        batch = make_batch(parts["benign"] + parts["harmful"] + parts["retain"], self.pad_id)
+        return batch, rows
+
+    def _forward(self, model, batch):
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     position_ids=batch["position_ids"], output_hidden_states=True)
+
+    def _micro_step(self, metrics: dict[str, float]) -> float:
+        """Forward passes, loss and backward of one micro-batch; returns its share of the step loss."""
+        cfg = self.cfg
+        batch, rows = self._micro_batch()
+        ref = None
+        if getattr(self.method, "needs_reference", True):
+            with torch.no_grad(), self.model.disable_adapter():
+                ref = self._forward(self.model, batch)
+        use_mined = self.miner is not None and self.miner.use_now()
+        if use_mined:
+            n = batch["input_ids"].shape[0]
+            row_mask = torch.zeros(n, dtype=torch.bool)
+            row_mask[rows["harmful"]] = True
+            with self.miner.attached(self.model, row_mask):
+                cur = self._forward(self.ddp_model, batch)
+        else:
+            cur = self._forward(self.ddp_model, batch)
+        inp = StepInputs(cfg, self.step, cur.hidden_states,
+                         tuple(h.detach() for h in ref.hidden_states) if ref is not None else (),
+                         cur.logits, ref.logits.detach() if ref is not None else None, batch, rows,
+                         self.harmful_layers, self.benign_layers, self.state)
+        loss, parts = self.method(inp)
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(f"non-finite loss at step {self.step}: {float(loss.detach())} "
+                                        f"(parts: {parts}); the last checkpoint is kept")
+        (loss / cfg.optim.grad_accum).backward()
+        contribution = float(loss.detach()) / cfg.optim.grad_accum
+        for k, v in parts.items():
+            metrics[k] = metrics.get(k, 0.0) + float(v) / cfg.optim.grad_accum
+        metrics["mined"] = metrics.get("mined", 0.0) + float(use_mined) / cfg.optim.grad_accum
+        return contribution
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        metrics: dict[str, float] = {}
+        if self.miner is not None:
+            metrics.update(self.miner.before_step(self.model, self.step))
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(cfg.optim.grad_accum):
+            last = micro == cfg.optim.grad_accum - 1
+            sync = contextlib.nullcontext() if last or self.ddp_model is self.model else self.ddp_model.no_sync()
+            with sync:
+                total += self._micro_step(metrics)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if cfg.optim.grad_clip > 0:
+            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+        else:
+            gnorm = torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+        if not torch.isfinite(gnorm):
+            raise TrainingDivergedError(f"non-finite gradient norm at step {self.step}; the last checkpoint is kept")
+        self.optimizer.step()
+        self.scheduler.step()
+        metrics.update({"loss": total, "grad_norm": float(gnorm), "lr": self.scheduler.get_last_lr()[0]})
+        self.step += 1
+        return metrics
+
+    # ---- checkpoints
+    def save_checkpoint(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        tmp = folder.with_name(folder.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        from crl_core.models.adapters import save_adapter
+
+        save_adapter(self.model, tmp / "adapter", self.cfg.model.name)
+        st = random.getstate()
+        state = {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "samplers": {k: v.state_dict() for k, v in self.samplers.items()},
+                 "miner": None if self.miner is None else self.miner.state_dict(),
+                 "method_state": {k: (v.state_dict() if hasattr(v, "state_dict") else v) for k, v in self.state.items()},
+                 "torch_rng": torch.get_rng_state(), "py_rng": [st[0], list(st[1]), st[2]],
+                 "config_hash": config_hash(self.cfg), "history": self.history}
+        torch.save(state, tmp / "trainer_state.pt")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+        return folder
+
+    def load_checkpoint(self, folder: str | Path) -> None:
+        from peft.utils import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        state_path = folder / "trainer_state.pt"
+        if not state_path.is_file():
+            raise FileNotFoundError(f"no checkpoint in {folder} (missing trainer_state.pt)")
+        state = torch.load(state_path, weights_only=False)
+        if state["config_hash"] != config_hash(self.cfg):
+            raise ConfigError(f"checkpoint {folder} was written by a run with another config "
+                              f"(hash {state['config_hash']} != {config_hash(self.cfg)})")
+        set_peft_model_state_dict(self.model, load_file(str(folder / "adapter" / "adapter_model.safetensors")))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for k, v in self.samplers.items():
+            v.load_state_dict(state["samplers"][k])
+        if self.miner is not None and state["miner"] is not None:
+            self.miner.load_state_dict(state["miner"])
+        for k, v in state["method_state"].items():
+            if k in self.state and hasattr(self.state[k], "load_state_dict"):
+                self.state[k].load_state_dict(v)
+            else:
+                self.state[k] = v
+        torch.set_rng_state(state["torch_rng"])
+        st = state["py_rng"]
+        random.setstate((st[0], tuple(st[1]), st[2]))
+        self.step = state["step"]
+        self.history = list(state["history"])
+
+    # ---- the run
+    def fit(self, resume_from: str | Path | None = None,
+            on_step: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+        cfg = self.cfg
+        out = Path(cfg.output_dir)
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+            self.log(f"resumed from {resume_from} at step {self.step}")
+        t0 = time.time()
+        while self.step < cfg.steps:
+            m = self.train_step()
+            m["step"] = self.step
+            self.history.append(m)
+            if on_step is not None:
+                on_step(self.step, m)
+            if self.rank == 0 and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
+                shown = ", ".join(f"{k}={v:.4g}" for k, v in m.items() if k not in ("step", "lr"))
+                self.log(f"step {self.step}/{cfg.steps} {shown} ({time.time() - t0:.1f} s)")
+            if self.rank == 0 and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save_checkpoint(out / "checkpoints" / "last")
+        return self.history
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = False) -> dict[str, Any]:
+    """``crl train``: fit, save the adapter + resolved config + training log, then evaluate it."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_resolved_config(cfg, out)
+    trainer = DefenseTrainer(cfg, log=log)
+    ckpt = out / "checkpoints" / "last"
+    t0 = time.time()
+    trainer.fit(resume_from=ckpt if resume and (ckpt / "trainer_state.pt").is_file() else None)
+    train_s = time.time() - t0
+    from crl_core.models.adapters import save_adapter
+
+    save_adapter(trainer.model, out / "adapter", cfg.model.name,
+                 extra={"method": cfg.method, "config_hash": config_hash(cfg), "steps": trainer.step})
+    with open(out / "train_log.jsonl", "w") as fh:
+        for row in trainer.history:
+            fh.write(json.dumps(row) + "\n")
+    summary: dict[str, Any] = {"train_seconds": round(train_s, 1), "steps": trainer.step,
+                               "data": trainer.data.description}
+    if cfg.eval.enabled:
+        from crl_core.evaluation import evaluation_config_for, format_markdown, run_evaluation
+
+        ecfg = evaluation_config_for(cfg.data.preset, {
+            "model": cfg.model.name, "attacks": list(cfg.eval.attacks), "limit": cfg.eval.limit,
+            "split": cfg.eval.split, "embedding_preset": cfg.eval.embedding_preset,
+            "embedding_steps": cfg.eval.embedding_steps, "seed": cfg.seed})
+        trainer.model.eval()
+        report = run_evaluation(ecfg, model=trainer.model, tokenizer=trainer.tokenizer, log=log)
+        report["spec"]["adapter"] = {"path": str((out / "adapter").resolve()), "method": cfg.method,
+                                     "train_config_hash": config_hash(cfg)}
+        report["training"] = summary
+        (out / "report.json").write_text(json.dumps(report, indent=2))
+        log(format_markdown(report))
+        summary["report"] = report
+    (out / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "report"}, indent=2))
+    return summary
