@@ -14,7 +14,7 @@ from crl_core.registry import METHODS
 
 def retain_kl(inp) -> torch.Tensor:
     sl = inp.rows["retain"]
-    return kl_retain_loss(inp.cur_logits[sl], inp.ref_logits[sl], inp.batch["attention_mask"][sl].float(),
+    return kl_retain_loss(inp.cur_logits, inp.ref_logits, inp.batch["attention_mask"][sl].float(),
                           temperature=inp.cfg.retain.kl_temperature)
 
 

@@ -11,7 +11,7 @@ from crl_core.registry import METHODS
 @METHODS.register("sft")
 def sft(inp):
     sl = inp.rows["retain"]
-    logits = inp.cur_logits[sl][:, :-1].float()
+    logits = inp.cur_logits[:, :-1].float()
     labels = inp.batch["input_ids"][sl][:, 1:].masked_fill(inp.batch["response_mask"][sl][:, 1:] == 0, -100)
     ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100)
     return inp.cfg.retain.sft_weight * ce, {"ce": float(ce.detach())}

@@ -49,8 +49,8 @@ class StepInputs:
     step: int
     cur_hidden: tuple[torch.Tensor, ...]  # every hidden state of the current pass, [N, T, d]
     ref_hidden: tuple[torch.Tensor, ...]  # same, adapter disabled, no grad
-    cur_logits: torch.Tensor | None       # [N, T, V]
-    ref_logits: torch.Tensor | None
+    cur_logits: torch.Tensor | None       # [N_retain, T, V]: logits of the retain rows only
+    ref_logits: torch.Tensor | None       # same rows, adapter disabled
     batch: dict[str, torch.Tensor]        # input_ids, attention_mask, response_mask, position_ids
     rows: dict[str, slice]                # benign / harmful / retain row ranges
     harmful_layers: list[int]
@@ -166,30 +166,40 @@ class DefenseTrainer:
         batch = make_batch(parts["benign"] + parts["harmful"] + parts["retain"], self.pad_id)
         return batch, rows
 
-    def _forward(self, model, batch):
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                     position_ids=batch["position_ids"], output_hidden_states=True)
+    def _forward(self, batch, rows, reference: bool):
+        """Hidden states of every row and logits of the retain rows only (the KL/CE terms need no more).
+
+        Outside DDP the decoder runs on its own and the LM head only on the retain rows, which saves
+        most of the head's cost (a large share of a small model's forward). Under DDP the current pass
+        goes through the DDP wrapper so gradients are synchronised.
+        """
+        kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                  "position_ids": batch["position_ids"], "output_hidden_states": True}
+        if reference or self.ddp_model is self.model:
+            base = self.model.get_base_model()
+            out = base.get_decoder()(**kwargs)
+            return out.hidden_states, base.get_output_embeddings()(out.last_hidden_state[rows["retain"]])
+        out = self.ddp_model(**kwargs)
+        return out.hidden_states, out.logits[rows["retain"]]
 
     def _micro_step(self, metrics: dict[str, float]) -> float:
         """Forward passes, loss and backward of one micro-batch; returns its share of the step loss."""
         cfg = self.cfg
         batch, rows = self._micro_batch()
-        ref = None
+        ref_hidden, ref_logits = (), None
         if getattr(self.method, "needs_reference", True):
             with torch.no_grad(), self.model.disable_adapter():
-                ref = self._forward(self.model, batch)
+                ref_hidden, ref_logits = self._forward(batch, rows, reference=True)
         use_mined = self.miner is not None and self.miner.use_now()
         if use_mined:
             n = batch["input_ids"].shape[0]
             row_mask = torch.zeros(n, dtype=torch.bool)
             row_mask[rows["harmful"]] = True
             with self.miner.attached(self.model, row_mask):
-                cur = self._forward(self.ddp_model, batch)
+                cur_hidden, cur_logits = self._forward(batch, rows, reference=False)
         else:
-            cur = self._forward(self.ddp_model, batch)
-        inp = StepInputs(cfg, self.step, cur.hidden_states,
-                         tuple(h.detach() for h in ref.hidden_states) if ref is not None else (),
-                         cur.logits, ref.logits.detach() if ref is not None else None, batch, rows,
+            cur_hidden, cur_logits = self._forward(batch, rows, reference=False)
+        inp = StepInputs(cfg, self.step, cur_hidden, ref_hidden, cur_logits, ref_logits, batch, rows,
                          self.harmful_layers, self.benign_layers, self.state)
         loss, parts = self.method(inp)
         if not torch.isfinite(loss):
