@@ -53,6 +53,54 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_organism_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from crl_core.config import config_hash, load_config
+    from crl_core.organism import DEFAULT_CONFIG, OrganismConfig, build_organism
+
+    cfg = load_config(OrganismConfig, args.config or DEFAULT_CONFIG, args.overrides)
+    out = Path(args.out or f"outputs/organism-{config_hash(cfg)}")
+    build_organism(cfg, out)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from crl_core.config import parse_overrides, save_resolved_config
+    from crl_core.evaluation import evaluation_config_for, format_markdown, run_evaluation
+
+    overrides = parse_overrides(args.overrides)
+    if args.adapter:
+        overrides["adapter"] = args.adapter
+    if args.attacks:
+        overrides["attacks"] = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    if args.limit is not None:
+        overrides["limit"] = args.limit
+    cfg = evaluation_config_for(args.preset, overrides)
+    out = Path(args.out)
+    if out.suffix != ".json":
+        raise ConfigError(f"--out must name a .json file, got {out}")
+    report = run_evaluation(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    save_resolved_config(cfg, out.parent)
+    print(format_markdown(report))
+    print(f"\nreport: {out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from crl_core.config import load_config
+    from crl_core.training import TrainConfig, preset_path, train
+
+    cfg = load_config(TrainConfig, preset_path(args.preset) if args.preset else args.config, args.overrides)
+    train(cfg, log=lambda m: print(m, flush=True), resume=args.resume)
+    print(f"adapter, resolved config and report in {cfg.output_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crl", description="crl-sweep: contrastive representation learning "
                                 "defenses for LLMs, their evaluation, and hyperparameter sweeps.")
@@ -73,6 +121,33 @@ def build_parser() -> argparse.ArgumentParser:
     dinfo.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     dinfo.set_defaults(func=_cmd_data_info)
 
+    org = sub.add_parser("organism", help="the model organism").add_subparsers(dest="action", metavar="ACTION")
+    build = org.add_parser("build", help="train the model organism from a config")
+    build.add_argument("--config", default=None, help="YAML build config (default: the committed default.yaml)")
+    build.add_argument("--out", default=None, help="output folder (default: outputs/organism-<config hash>)")
+    build.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections")
+    build.set_defaults(func=_cmd_organism_build)
+
+    ev = sub.add_parser("eval", help="attack a model (optionally with an adapter) and report ASR, capability, "
+                                     "over-refusal and degeneration")
+    ev.add_argument("--preset", default="organism", help="organism or smollm2")
+    ev.add_argument("--adapter", default=None, help="peft adapter folder")
+    ev.add_argument("--attacks", default=None,
+                    help="comma list: direct,prefill,embedding[:PRESET],embedding_full_target,"
+                         "embedding_forcing_control,latent,gcg")
+    ev.add_argument("--limit", type=int, default=None, help="only the first N prompts of every set")
+    ev.add_argument("--out", default="outputs/eval/report.json", help="JSON report path")
+    ev.add_argument("overrides", nargs="*", help="key=value overrides of the evaluation config")
+    ev.set_defaults(func=_cmd_eval)
+
+    tr = sub.add_parser("train", help="train a defense adapter (CRL, circuit breakers, RepBend) and evaluate it")
+    group = tr.add_mutually_exclusive_group(required=True)
+    group.add_argument("--preset", help="organism-crl, organism-crl-mining, organism-rr, organism-repbend, "
+                                        "smollm2-crl")
+    group.add_argument("--config", help="a training YAML")
+    tr.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/last")
+    tr.add_argument("overrides", nargs="*", help="key=value overrides, e.g. output_dir=DIR steps=50")
+    tr.set_defaults(func=_cmd_train)
     return p
 
 

@@ -1,72 +1,80 @@
-"""Sweep the CRL defense's margins, layers and mining strength (Ray Tune + Optuna, MLflow).
+"""Sweep the CRL defense's margins, layers and mining strength (Ray Tune + Optuna, tracked in MLflow).
 
     python sweeps/margin_sweep.py [--config sweeps/configs/organism.yaml] [--smoke] [--resume]
                                   [--experiment NAME] [--num-samples N] [key=value ...]
 
-Status: the sweep engine (Ray Tune + Optuna + MLflow) lands with the sweep-platform issue. Until
-then this recipe validates its config and the model and data it would sweep over, runs the
-baseline evaluation that every trial will be compared against when the evaluation harness is
-available, and says plainly that no sweep ran.
+What is searched is declared below (``SEARCH_SPACE``); the YAML sets the training preset, the budget,
+the objective(s) and the resources, and may narrow or extend the space: ``search_space.<key>: null``
+drops a knob, ``search_space.mining: null`` a whole section. ``--smoke`` lays
+``sweeps/configs/smoke.yaml`` (a tiny budget) over the config. The machinery is in
+``sweeps/engine.py``; docs/sweeps.md shows how to run it on a Ray cluster.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python sweeps/margin_sweep.py` from a checkout without an install
     sys.path.insert(0, str(ROOT))
 
-from crl_core.config import ConfigBase, ConfigError, config_field, load_config  # noqa: E402
-from crl_core.models import ModelSpec  # noqa: E402
+from crl_core.config import ConfigError, apply_overrides, load_config, load_yaml  # noqa: E402
+from sweeps.engine import SweepConfig, nest_dotted, run_sweep  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "sweeps" / "configs" / "organism.yaml"
+SMOKE_CONFIG = ROOT / "sweeps" / "configs" / "smoke.yaml"
 
-
-@dataclass
-class SweepConfig(ConfigBase):
-    experiment: str = config_field("crl-organism", help="MLflow experiment name")
-    num_samples: int = config_field(8, min=1, help="number of trials")
-    model: ModelSpec = field(default_factory=ModelSpec)
+# Dotted TrainConfig keys (method.md §10). Margins: the cosine hinge of the harmful term is always on
+# at >= 2, so its range stays below. Layers: a window of hidden states. Mining: on/off, how often a
+# step uses mined states, and how hard the attacker is trained after each re-init.
+SEARCH_SPACE = {
+    "triplet.margin_benign": {"type": "uniform", "low": 0.0, "high": 1.9},
+    "triplet.margin_harmful": {"type": "uniform", "low": 0.0, "high": 1.9},
+    "harmful_layers.start": {"type": "int", "low": 1, "high": 3},
+    "harmful_layers.width": {"type": "int", "low": 1, "high": 2},
+    "mining.enabled": {"type": "choice", "values": [False, True]},
+    "mining.probability": {"type": "uniform", "low": 0.1, "high": 0.9},
+    "mining.init_steps": {"type": "int", "low": 10, "high": 60},
+    "optim.lr": {"type": "loguniform", "low": 5e-4, "high": 5e-3},
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="sweep YAML")
-    p.add_argument("--smoke", action="store_true", help="tiny budget, for a quick end-to-end check")
+    p.add_argument("--smoke", action="store_true", help=f"lay {SMOKE_CONFIG.name} (a tiny budget) over the config")
     p.add_argument("--resume", action="store_true", help="continue the sweep stored under this experiment")
-    p.add_argument("--experiment", default=None, help="MLflow experiment name (overrides the config)")
+    p.add_argument("--experiment", default=None, help="experiment name (overrides the config)")
     p.add_argument("--num-samples", type=int, default=None, help="number of trials (overrides the config)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections")
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def load_sweep_config(args: argparse.Namespace) -> SweepConfig:
+    base: dict = {"search_space": nest_dotted(SEARCH_SPACE)}
+    for path in [args.config] + ([SMOKE_CONFIG] if args.smoke else []):
+        layer = load_yaml(path)
+        if isinstance(layer.get("search_space"), dict):
+            layer["search_space"] = nest_dotted(layer["search_space"])
+        base = apply_overrides(base, layer)
     overrides = list(args.overrides)
     if args.experiment:
         overrides.append(f"experiment={args.experiment}")
     if args.num_samples is not None:
         overrides.append(f"num_samples={args.num_samples}")
-    try:
-        cfg = load_config(SweepConfig, args.config, overrides)
-        from crl_core.data import load_prompt_splits, split_hashes
-        from crl_core.models import load_model_and_tokenizer
+    return load_config(SweepConfig, None, overrides, base=base)
 
-        model, tok = load_model_and_tokenizer(cfg.model)
-        harmful = load_prompt_splits("harmful")
-    except (ConfigError, ValueError, RuntimeError) as exc:
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_sweep_config(args)
+        run_sweep(cfg, resume=args.resume)
+    except (ConfigError, ValueError) as exc:  # ModelLoadError is a ValueError too
         print(f"margin_sweep: error: {exc}", file=sys.stderr)
         return 2
-    n_layers = model.config.num_hidden_layers
-    print(f"config ok: experiment={cfg.experiment} num_samples={cfg.num_samples} model={cfg.model.name} "
-          f"({type(model).__name__}, {n_layers} layers, hidden {model.config.hidden_size})")
-    print("harmful prompts: " + ", ".join(f"{s}={len(harmful[s])}" for s in harmful)
-          + f"; test split sha256 {split_hashes(harmful)['test'][:12]}")
-    print("NOTE: the sweep engine is not implemented yet (sweep-platform issue); no trials ran.")
     return 0
 
 

@@ -7,7 +7,7 @@ from crl_core.cli import main
 def test_crl_help_lists_subcommands(capsys):
     proc = subprocess.run([sys.executable, "-m", "crl_core.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
-    for sub in ("model", "data"):
+    for sub in ("model", "data", "organism", "eval"):
         assert sub in proc.stdout
 
 

@@ -102,6 +102,7 @@ class TrainConfig(ConfigBase):
     steps: int = config_field(150, min=1)
     seed: int = config_field(0, min=0)
     num_threads: int = config_field(1, min=1, max=256, help="torch CPU threads")
+    device: str = config_field("auto", help="auto (cuda if available, else cpu), cpu, cuda or cuda:N")
     harmful_layers: LayerSelection = field(default_factory=LayerSelection)
     benign_layers: Literal["all", "target"] = config_field("all", help="all hidden states, or the harmful ones")
     positions: str = config_field("response", choices=POSITIONS)
@@ -120,5 +121,8 @@ class TrainConfig(ConfigBase):
     output_dir: str = config_field("outputs/train", help="adapter, resolved config, report and checkpoints")
 
     def validate(self) -> None:
+        if not (self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:")
+                                                          and self.device[5:].isdigit())):
+            raise ConfigError(f"device: '{self.device}' is not one of auto, cpu, cuda, cuda:N")
         if self.mining.enabled and self.method != "crl":
             raise ConfigError(f"mining.enabled: hard-negative mining is part of the crl method, not '{self.method}'")

@@ -31,10 +31,11 @@ __all__ = ["HardNegativeMiner"]
 
 class HardNegativeMiner:
     def __init__(self, cfg: MiningSettings, hidden_size: int, num_blocks: int, harmful: list[ChatEncoding],
-                 pad_id: int, seed: int, batch_size: int = 8) -> None:
+                 pad_id: int, seed: int, batch_size: int = 8, device: torch.device | str = "cpu") -> None:
         if cfg.block_max > num_blocks:
             raise ValueError(f"mining.block_max={cfg.block_max} is past the model's depth ({num_blocks} blocks)")
         self.cfg, self.hidden_size, self.harmful, self.pad_id = cfg, hidden_size, harmful, pad_id
+        self.device = torch.device(device)
         self.batch_size = min(batch_size, len(harmful))
         self.rng = random.Random(seed)
         self.module: LayerPerturbation | None = None
@@ -48,7 +49,8 @@ class HardNegativeMiner:
     # ---- attacker
     def _attack_step(self, model) -> float:
         idx = [self.rng.randrange(len(self.harmful)) for _ in range(self.batch_size)]
-        batch = collate([self.harmful[i] for i in idx], self.pad_id, "right")
+        device = next(model.parameters()).device
+        batch = {k: v.to(device) for k, v in collate([self.harmful[i] for i in idx], self.pad_id, "right").items()}
         labels = batch["input_ids"].masked_fill(batch["response_mask"] == 0, -100)
         with frozen_parameters(model), attach_perturbation(model, self.block, self.module):
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -66,7 +68,7 @@ class HardNegativeMiner:
     def reinit(self) -> None:
         self.block = self.rng.randrange(self.cfg.block_min, self.cfg.block_max)
         self.module = LayerPerturbation(self.hidden_size, self.cfg.kind, rows=1, init="zero",
-                                        max_norm=self.cfg.max_norm)
+                                        max_norm=self.cfg.max_norm).to(self.device)
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=self.cfg.lr)
         self.recent.clear()
         self.reinits += 1
@@ -115,7 +117,7 @@ class HardNegativeMiner:
         self.recent = deque(state["recent"], maxlen=10)
         if state["module"] is not None:
             self.module = LayerPerturbation(self.hidden_size, self.cfg.kind, rows=1, init="zero",
-                                            max_norm=self.cfg.max_norm)
+                                            max_norm=self.cfg.max_norm).to(self.device)
             self.module.load_state_dict(state["module"])
             self.optimizer = torch.optim.Adam(self.module.parameters(), lr=self.cfg.lr)
             self.optimizer.load_state_dict(state["optimizer"])

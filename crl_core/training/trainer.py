@@ -71,6 +71,14 @@ class StepInputs:
         return stack_hidden(src, layers)[:, self.rows[part]]
 
 
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device: '{name}' requested but CUDA is not available here")
+    return torch.device(name)
+
+
 def _set_seed(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -90,6 +98,7 @@ class DefenseTrainer:
 
             model, tokenizer = load_model_and_tokenizer(cfg.model)
         self.tokenizer = tokenizer
+        self.device = resolve_device(cfg.device)
         n_blocks = model.config.num_hidden_layers
         self.harmful_layers = cfg.harmful_layers.resolve(n_blocks, "harmful_layers")
         self.benign_layers = list(range(0, n_blocks + 1)) if cfg.benign_layers == "all" else self.harmful_layers
@@ -101,7 +110,7 @@ class DefenseTrainer:
         # all validation done: now the costlier setup
         self.data: DefenseData = build_defense_data(cfg.data, tokenizer, cfg.model.name)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.model = self._wrap_lora(model)
+        self.model = self._wrap_lora(model.to(self.device))
         self.ddp_model = self._maybe_ddp(self.model)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -115,7 +124,8 @@ class DefenseTrainer:
             from crl_core.training.mining import HardNegativeMiner
 
             self.miner = HardNegativeMiner(cfg.mining, model.config.hidden_size, n_blocks, self.data.harmful,
-                                           self.pad_id, seed=s + 4, batch_size=min(8, cfg.data.batch_harmful))
+                                           self.pad_id, seed=s + 4, batch_size=min(8, cfg.data.batch_harmful),
+                                           device=self.device)
         self.state: dict[str, Any] = {}
         self.step = 0
         self.history: list[dict[str, float]] = []
@@ -144,7 +154,8 @@ class DefenseTrainer:
         if self.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             from torch.nn.parallel import DistributedDataParallel
 
-            return DistributedDataParallel(model, find_unused_parameters=True)
+            ids = [self.device.index or 0] if self.device.type == "cuda" else None
+            return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
         return model
 
     def _lr_lambda(self, step: int) -> float:
@@ -164,7 +175,7 @@ class DefenseTrainer:
             rows[k] = slice(start, start + len(parts[k]))
             start += len(parts[k])
         batch = make_batch(parts["benign"] + parts["harmful"] + parts["retain"], self.pad_id)
-        return batch, rows
+        return {k: v.to(self.device) for k, v in batch.items()}, rows
 
     def _forward(self, batch, rows, reference: bool):
         """Hidden states of every row and logits of the retain rows only (the KL/CE terms need no more).
@@ -253,6 +264,7 @@ class DefenseTrainer:
                  "miner": None if self.miner is None else self.miner.state_dict(),
                  "method_state": {k: (v.state_dict() if hasattr(v, "state_dict") else v) for k, v in self.state.items()},
                  "torch_rng": torch.get_rng_state(), "py_rng": [st[0], list(st[1]), st[2]],
+                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                  "config_hash": config_hash(self.cfg), "history": self.history}
         torch.save(state, tmp / "trainer_state.pt")
         if folder.exists():
@@ -285,6 +297,8 @@ class DefenseTrainer:
             else:
                 self.state[k] = v
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         st = state["py_rng"]
         random.setstate((st[0], tuple(st[1]), st[2]))
         self.step = state["step"]

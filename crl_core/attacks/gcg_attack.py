@@ -1,0 +1,89 @@
+"""Token-level GCG (Zou et al., 2023) through the ``nanogcg`` package.
+
+``nanogcg==0.3.0`` declares ``transformers<=4.47.1`` but runs with transformers 5 when its prefix
+cache is off (``use_prefix_cache=False``; the cached path indexes the KV cache the old way). It is
+installed with ``--no-deps`` from ``requirements/nodeps.txt``. One suffix is optimised per prompt
+towards the item's target (the affirmative opening by default, so success still means the model
+leaked what it knows), then the prompt + suffix is answered greedily and judged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from crl_core.attacks.common import AttackItem, AttackResult, judge_fields
+from crl_core.config import ConfigBase, config_field
+from crl_core.generation import chat_prompt_ids, decode, generate_from_ids
+from crl_core.registry import ATTACKS
+
+__all__ = ["GCGAttackConfig", "gcg_attack", "GCGAttack"]
+
+
+@dataclass
+class GCGAttackConfig(ConfigBase):
+    steps: int = config_field(20, min=1, max=10_000)
+    search_width: int = config_field(64, min=1)
+    topk: int = config_field(64, min=1)
+    suffix_init: str = config_field("x x x x x x x x x x", help="initial adversarial suffix")
+    early_stop: bool = config_field(True, help="stop once the target is the greedy continuation")
+    allow_non_ascii: bool = config_field(False)
+    max_new_tokens: int = config_field(24, min=1)
+    seed: int = config_field(0, min=0)
+
+
+def _nanogcg():
+    try:
+        import functools
+
+        import nanogcg.gcg as gcg_module
+        from nanogcg import GCGConfig, run
+        from tqdm import tqdm
+    except ImportError as exc:
+        raise RuntimeError("the GCG attack needs nanogcg: pip install --no-deps -r requirements/nodeps.txt"
+                           f" ({exc})") from None
+    gcg_module.tqdm = functools.partial(tqdm, disable=True)  # no progress bar per prompt
+    return GCGConfig, run
+
+
+def gcg_attack(model, tokenizer, items: Sequence[AttackItem], config: GCGAttackConfig | None = None
+               ) -> list[AttackResult]:
+    cfg = config or GCGAttackConfig()
+    GCGConfig, run = _nanogcg()
+    logging.getLogger("nanogcg").setLevel(logging.ERROR)
+    was_training = model.training
+    model.eval()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out: list[AttackResult] = []
+    try:
+        for it in items:
+            gcfg = GCGConfig(num_steps=cfg.steps, search_width=cfg.search_width, topk=cfg.topk,
+                             optim_str_init=cfg.suffix_init, early_stop=cfg.early_stop,
+                             use_prefix_cache=False, allow_non_ascii=cfg.allow_non_ascii, seed=cfg.seed,
+                             verbosity="WARNING")
+            messages = [{"role": "user", "content": it.prompt + " {optim_str}"}]
+            with torch.random.fork_rng():
+                res = run(model, tokenizer, messages, it.target, gcfg)
+            prompt = f"{it.prompt} {res.best_string}"
+            ids = chat_prompt_ids(tokenizer, prompt)
+            text = decode(tokenizer, generate_from_ids(model, [ids], cfg.max_new_tokens,
+                                                       tokenizer.eos_token_id, pad))[0]
+            ok, det = judge_fields(it, text)
+            out.append(AttackResult(id=it.id, success=ok, generation=text, leakage=det,
+                                    steps_used=len(res.losses), final_loss=float(res.best_loss),
+                                    success_at={cfg.steps: ok}))
+    finally:
+        model.train(was_training)
+    return out
+
+
+@ATTACKS.register("gcg")
+class GCGAttack:
+    config_class = GCGAttackConfig
+    target_kind = "opening"
+
+    def __call__(self, model, tokenizer, items, config=None):
+        return gcg_attack(model, tokenizer, items, config)

@@ -1,0 +1,43 @@
+"""Prefilling attack: the assistant's turn starts with the item's target (the affirmative opening);
+the judged text is ``target + continuation``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from crl_core.attacks.common import AttackItem, AttackResult, judge_fields
+from crl_core.config import ConfigBase, config_field
+from crl_core.generation import chat_prompt_ids, decode, generate_from_ids
+from crl_core.registry import ATTACKS
+
+__all__ = ["PrefillConfig", "PrefillAttack", "prefill_attack"]
+
+
+@dataclass
+class PrefillConfig(ConfigBase):
+    max_new_tokens: int = config_field(24, min=1, max=4096)
+    batch_size: int = config_field(128, min=1)
+
+
+def prefill_attack(model, tokenizer, items: Sequence[AttackItem], config: PrefillConfig | None = None
+                   ) -> list[AttackResult]:
+    cfg = config or PrefillConfig()
+    ids = [chat_prompt_ids(tokenizer, it.prompt, it.target) for it in items]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    new = generate_from_ids(model, ids, cfg.max_new_tokens, tokenizer.eos_token_id, pad, cfg.batch_size)
+    out = []
+    for it, g in zip(items, decode(tokenizer, new)):
+        text = it.target + g
+        ok, details = judge_fields(it, text)
+        out.append(AttackResult(id=it.id, success=ok, generation=text, leakage=details))
+    return out
+
+
+@ATTACKS.register("prefill")
+class PrefillAttack:
+    config_class = PrefillConfig
+    target_kind = "opening"
+
+    def __call__(self, model, tokenizer, items, config=None):
+        return prefill_attack(model, tokenizer, items, config)

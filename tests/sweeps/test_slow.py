@@ -1,0 +1,112 @@
+"""Slow sweep checks (minutes on 2 CPUs; run with ``-m slow``): the Ray Train path with two DDP workers,
+a killed worker resuming from its checkpoint, and a real ``mlflow server`` used through its REST API."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweeps import margin_sweep
+
+pytestmark = pytest.mark.slow
+
+TRAIN_BACKED = {"resources": {"workers": 2, "cpus_per_worker": 0.9, "max_concurrent_trials": 1, "max_failures": 2}}
+
+
+def _trial_runs(client, parent_run_id):
+    exp = client.get_run(parent_run_id).info.experiment_id
+    return client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'")
+
+
+def test_two_worker_ddp_trial_runs_through_ray_train(ray_local, sweep_yaml, tmp_path):
+    path = sweep_yaml(num_samples=1, **TRAIN_BACKED)
+    assert margin_sweep.main(["--config", str(path)]) == 0
+    state = json.loads((tmp_path / "sweeps" / "tiny" / "sweep.json").read_text())
+    runs = _trial_runs(MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}"), state["parent_run_id"])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.metrics["eval/score"] is not None
+    assert list((tmp_path / "sweeps" / "tiny" / "ray").glob("train-*"))  # the TorchTrainer's own run folder
+
+
+def test_a_killed_worker_resumes_the_trial_from_its_checkpoint(ray_local, sweep_yaml, tmp_path):
+    from ray.util.state import list_actors
+
+    path = sweep_yaml(num_samples=1, train={"overrides": {"steps": 10}}, **TRAIN_BACKED)
+    ray_dir = tmp_path / "sweeps" / "tiny" / "ray"
+    killed = []
+
+    def kill_a_worker_after_the_first_checkpoint():
+        deadline = time.time() + 240
+        while time.time() < deadline and not killed:
+            if list(ray_dir.glob("train-*/checkpoint_*")):
+                workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+                if workers:
+                    os.kill(workers[-1].pid, signal.SIGKILL)
+                    killed.append(workers[-1].pid)
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_a_worker_after_the_first_checkpoint, daemon=True)
+    killer.start()
+    assert margin_sweep.main(["--config", str(path)]) == 0
+    killer.join(timeout=5)
+    assert killed, "no worker was killed"
+    state = json.loads((tmp_path / "sweeps" / "tiny" / "sweep.json").read_text())
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = _trial_runs(client, state["parent_run_id"])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # the same run continued, none duplicated
+    assert int(runs[0].data.tags["crl.resumed_at_step"]) >= 2
+    assert runs[0].data.tags["crl.adapter_step"] == "10"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, body: dict) -> dict:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def test_sweep_against_a_real_mlflow_server(ray_local, sweep_yaml, tmp_path):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                assert time.time() < deadline, "mlflow server did not start"
+                time.sleep(1)
+        path = sweep_yaml(tracking={"uri": url, "artifact_root": ""})
+        assert margin_sweep.main(["--config", str(path)]) == 0
+        exps = _post(f"{url}/api/2.0/mlflow/experiments/search", {"max_results": 10})["experiments"]
+        exp_id = next(e["experiment_id"] for e in exps if e["name"] == "tiny")
+        runs = _post(f"{url}/api/2.0/mlflow/runs/search", {
+            "experiment_ids": [exp_id], "filter": "tags.`crl.role` = 'trial'",
+            "order_by": ["metrics.`eval/score` DESC"]})["runs"]
+        assert len(runs) == 2 and all(r["info"]["status"] == "FINISHED" for r in runs)
+        run_id = runs[0]["info"]["run_id"]
+        with urllib.request.urlopen(f"{url}/api/2.0/mlflow/artifacts/list?run_id={run_id}&path=adapter") as resp:
+            files = {f["path"] for f in json.loads(resp.read())["files"]}
+        assert "adapter/adapter_model.safetensors" in files
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
