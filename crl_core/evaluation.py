@@ -42,8 +42,9 @@ ATTACK_NAMES = ("direct", "prefill", "embedding", "embedding_full_target", "embe
 class LatentBudget(ConfigBase):
     block: int = config_field(1, min=0, help="decoder block whose output is perturbed")
     steps: int = config_field(100, min=1)
-    lr: float = config_field(1e-2, min=0.0)
+    lr: float = config_field(3e-2, min=0.0)
     max_norm_ratio: float | None = config_field(None, min=0.0)
+    positions: str = config_field("after_request", choices=("after_request", "template_tail", "all"))
     checkpoints: list[int] = config_field(default_factory=lambda: [25, 50, 100])
 
 

@@ -39,6 +39,10 @@ class LayerPerturbation(nn.Module):
         if rows < 1:
             raise ValueError("rows must be >= 1")
         self.kind, self.rows, self.max_norm = kind, rows, max_norm
+        # optional [B, T] bool mask of the positions to edit in a full-length forward; a forward over
+        # fewer positions (cached generation, one new token at a time) is edited everywhere
+        self.position_mask: torch.Tensor | None = None
+        self.edit_new_tokens = True
         if kind == "additive":
             delta = torch.zeros(rows, 1, hidden_size)
             if init == "random":
@@ -56,8 +60,16 @@ class LayerPerturbation(nn.Module):
             delta = self.delta.to(hidden.dtype)
             if self.rows != 1 and delta.shape[0] != hidden.shape[0]:
                 raise ValueError(f"perturbation has {self.rows} rows but the batch has {hidden.shape[0]}")
-            return hidden + delta
-        return hidden + nn.functional.linear(hidden, self.weight.to(hidden.dtype), self.bias.to(hidden.dtype))
+            edited = hidden + delta
+        else:
+            edited = hidden + nn.functional.linear(hidden, self.weight.to(hidden.dtype), self.bias.to(hidden.dtype))
+        m = self.position_mask
+        if m is not None:
+            if m.shape == hidden.shape[:2]:
+                return torch.where(m[..., None], edited, hidden)
+            if not self.edit_new_tokens:
+                return hidden
+        return edited
 
     @torch.no_grad()
     def project_(self) -> None:
