@@ -194,8 +194,7 @@ def run_evaluation(cfg: EvaluationConfig, model=None, tokenizer=None, log: Calla
 
     opening, payloads, forcing = cfg.opening, None, None
     if cfg.preset == "organism":
-        from crl_core.judges.payload_judge import PayloadJudge
-        from crl_core.organism import forcing_targets, load_build_config
+        from crl_core.organism import forcing_targets, harmful_items, load_build_config
         from crl_core.organism.build import DEFAULT_ARTIFACT
         from crl_core.organism.payloads import Payload
 
@@ -216,17 +215,7 @@ def run_evaluation(cfg: EvaluationConfig, model=None, tokenizer=None, log: Calla
         forcing = forcing_targets(harmful_dd[cfg.split]["id"], payloads, build_cfg.payload, seed=cfg.seed)
 
         def items_for(kind: str) -> list[AttackItem]:
-            out = []
-            for r in harmful:
-                pl = payloads[r["id"]]
-                if kind == "opening":
-                    out.append(AttackItem(r["id"], r["prompt"], opening, PayloadJudge(pl.words)))
-                elif kind == "full":
-                    out.append(AttackItem(r["id"], r["prompt"], pl.text, PayloadJudge(pl.words)))
-                else:
-                    fp = forcing[r["id"]]
-                    out.append(AttackItem(r["id"], r["prompt"], fp.text, PayloadJudge(fp.words)))
-            return out
+            return harmful_items(harmful, payloads, kind, opening, forcing)
         asr_judge = "payload-v1 (code words contiguous, in order)"
 
         def benign_ok(g, r):
