@@ -67,10 +67,26 @@ def load_sweep_config(args: argparse.Namespace) -> SweepConfig:
     return load_config(SweepConfig, None, overrides, base=base)
 
 
+def pick_experiment(cfg: SweepConfig, resume: bool) -> SweepConfig:
+    """Without --experiment, running the command again starts a new sweep (``NAME-2``, ``NAME-3``, ...)
+    instead of failing, and ``--resume`` continues the newest of them."""
+    root = Path(cfg.storage_dir).expanduser().resolve()
+    existing, n = [], 1
+    while (root / (name := cfg.experiment if n == 1 else f"{cfg.experiment}-{n}") / "sweep.json").is_file():
+        existing.append(name)
+        n += 1
+    chosen = (existing[-1] if existing else cfg.experiment) if resume else name
+    if chosen != cfg.experiment:
+        print(f"{'resuming' if resume else 'starting'} sweep '{chosen}' (pass --experiment to choose a name)")
+    return cfg.replace(experiment=chosen)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         cfg = load_sweep_config(args)
+        if not args.experiment:
+            cfg = pick_experiment(cfg, args.resume)
         run_sweep(cfg, resume=args.resume)
     except (ConfigError, ValueError) as exc:  # ModelLoadError is a ValueError too
         print(f"margin_sweep: error: {exc}", file=sys.stderr)
