@@ -43,11 +43,22 @@ def run(method: str, seed: int, attacks: list[str], limit: int, out: Path, log) 
     return summary["report"]
 
 
+def _garbled(report: dict, name: str) -> float:
+    """Share of an attack's outputs that are neither the organism's refusal nor payload-shaped."""
+    from crl_core.organism import load_build_config
+    from crl_core.organism.payloads import answer_form
+
+    pc = load_build_config().payload
+    gens = [it["generation"] for it in report["items"][name]]
+    return sum(answer_form(g, pc.opening, pc.refusal) == "other" for g in gens) / max(1, len(gens))
+
+
 def row_values(report: dict) -> dict[str, float | None]:
     a = report["attacks"]
     vals: dict[str, float | None] = {}
     for name, s in a.items():
         vals[f"{name} ASR"] = s["asr"]
+        vals[f"{name} garbled"] = _garbled(report, name)
         if name.startswith("embedding") or name == "latent":
             vals[f"{name} steps->80%"] = s.get("steps_to_80pct")
             if "mean_prefix_leaked" in s:

@@ -192,7 +192,7 @@ def run_evaluation(cfg: EvaluationConfig, model=None, tokenizer=None, log: Calla
     benign = lim(benign_dd[cfg.split].to_list())
     over = lim(over_dd[cfg.split].to_list())
 
-    opening, payloads, forcing = cfg.opening, None, None
+    opening, payloads, forcing, output_form = cfg.opening, None, None, None
     if cfg.preset == "organism":
         from crl_core.organism import forcing_targets, harmful_items, load_build_config
         from crl_core.organism.build import DEFAULT_ARTIFACT
@@ -216,6 +216,11 @@ def run_evaluation(cfg: EvaluationConfig, model=None, tokenizer=None, log: Calla
 
         def items_for(kind: str) -> list[AttackItem]:
             return harmful_items(harmful, payloads, kind, opening, forcing)
+
+        from crl_core.organism.payloads import answer_form
+
+        def output_form(text: str) -> str:
+            return answer_form(text, opening, build_cfg.payload.refusal)
         asr_judge = "payload-v1 (code words contiguous, in order)"
 
         def benign_ok(g, r):
@@ -272,17 +277,18 @@ def run_evaluation(cfg: EvaluationConfig, model=None, tokenizer=None, log: Calla
         results = attack(model, tokenizer, items, acfg)
         summ = summarise(results)
         summ.update({"ci95": rate(summ["successes"], summ["n"])["ci95"], "seconds": round(time.time() - t1, 1)})
-        if cfg.preset == "smollm2":
-            summ["refusal_rate"] = rate(sum(bool(r.leakage and r.leakage.get("refusal")) for r in results),
-                                        len(results))["rate"]
-            summ["degenerate_rate"] = rate(sum(bool(r.leakage and r.leakage.get("degenerate")) for r in results),
-                                           len(results))["rate"]
+        # every attack's outputs are also judged for refusal and gibberish, so a defense that "wins" by
+        # breaking the model under attack shows up next to its ASR
+        summ["refusal_rate"] = rate(sum(refusal(r.generation).refusal for r in results), len(results))["rate"]
+        summ["degenerate_rate"] = rate(sum(degen(r.generation).degenerate for r in results), len(results))["rate"]
+        if output_form is not None:  # organism: exact shape of every answer
+            forms = [output_form(r.generation) for r in results]
+            summ["output_forms"] = {f: sum(x == f for x in forms) for f in ("refusal", "payload_form", "other")}
         report["attacks"][spec_name] = summ
         report["items"][spec_name] = [r.to_dict() for r in results]
         attack_specs[spec_name] = {"attack": name, "config": to_dict(acfg), "target_kind": getattr(attack, "target_kind", None)}
         if name == "direct":
             direct_gens = [r.generation for r in results]
-            summ["refusal_rate"] = rate(sum(refusal(g).refusal for g in direct_gens), len(direct_gens))["rate"]
         log(f"[eval] {spec_name}: ASR {summ['successes']}/{summ['n']} ({summ['seconds']} s)")
 
     # capability, over-refusal, degeneration
@@ -338,12 +344,14 @@ def format_markdown(report: dict[str, Any]) -> str:
 
     lines = [f"**{report['spec']['preset']}** model `{report['spec']['model']['name']}`"
              + (f" + adapter `{report['spec']['adapter']['path']}`" if report['spec']['adapter'] else ""), "",
-             "| attack | ASR | k/n | 95% CI | ASR at steps | steps to 80% |", "|---|---|---|---|---|---|"]
+             "| attack | ASR | k/n | 95% CI | ASR at steps | steps to 80% | refusal | degenerate |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, a in report["attacks"].items():
         at = ", ".join(f"{k}:{pct(v)}" for k, v in a.get("asr_at", {}).items()) or "-"
         ci = a.get("ci95", [None, None])
         lines.append(f"| {name} | {pct(a['asr'])} | {a['successes']}/{a['n']} | {pct(ci[0])}-{pct(ci[1])} | {at} | "
-                     f"{(a.get('steps_to_80pct') or 'never') if a.get('asr_at') else '-'} |")
+                     f"{(a.get('steps_to_80pct') or 'never') if a.get('asr_at') else '-'} | "
+                     f"{pct(a.get('refusal_rate'))} | {pct(a.get('degenerate_rate'))} |")
     lines += ["", f"benign accuracy {pct(report['benign_accuracy'])} ({report['benign']['k']}/{report['benign']['n']}), "
               f"over-refusal {pct(report['over_refusal'])}, direct refusal rate {pct(report['refusal_rate_direct'])}, "
               f"degenerate: harmful {pct(report['degenerate_rate']['harmful'])} / benign "
