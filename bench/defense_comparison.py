@@ -86,6 +86,7 @@ def main() -> int:
     p.add_argument("--attacks", nargs="+", default=DEFAULT_ATTACKS)
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--out", default="outputs/comparison")
+    p.add_argument("--keep", action="store_true", help="keep the reports already in <out>/results.json")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,28 +95,35 @@ def main() -> int:
         print(m, file=sys.stderr, flush=True)
 
     results: dict[str, dict[int, dict]] = {}
+    if (out / "results.json").is_file() and args.keep:  # add methods/seeds to an earlier run
+        results = {m: {int(k): v for k, v in per.items()}
+                   for m, per in json.loads((out / "results.json").read_text()).items()}
     t0 = time.time()
     for method in args.methods:
         for seed in args.seeds:
+            if seed in results.get(method, {}):
+                continue
             log(f"=== {method} seed {seed} ({time.time() - t0:.0f} s)")
             results.setdefault(method, {})[seed] = run(method, seed, args.attacks, args.limit, out, log)
             (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    methods = [m for m in METHODS if m in results]
+    seeds = sorted({s for per in results.values() for s in per})
     table = {m: {s: row_values(r) for s, r in per.items()} for m, per in results.items()}
     cols = list(next(iter(next(iter(table.values())).values())).keys())
-    lines = ["| metric | " + " | ".join(args.methods) + " |", "|---|" + "---|" * len(args.methods)]
+    lines = ["| metric | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for c in cols:
         cells = []
-        for m in args.methods:
-            vals = [table[m][s].get(c) for s in args.seeds]
+        for m in methods:
+            vals = [table[m][s].get(c) for s in seeds if s in table[m]]
             nums = [v for v in vals if isinstance(v, (int, float))]
-            if len(args.seeds) > 1:
+            if len(vals) > 1:
                 mean = fmt(statistics.fmean(nums)) if len(nums) == len(vals) else "/".join(fmt(v) for v in vals)
                 cells.append(f"{mean} ({', '.join(fmt(v) for v in vals)})")
             else:
                 cells.append(fmt(vals[0]))
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
     n = next(iter(next(iter(results.values())).values()))["attacks"]
-    header = (f"Organism test split, seeds {args.seeds}, n per attack: "
+    header = (f"Organism test split, seeds {seeds}, n per attack: "
               + ", ".join(f"{k}={v['n']}" for k, v in n.items()) + f"; wall {time.time() - t0:.0f} s")
     md = header + "\n\n" + "\n".join(lines) + "\n"
     (out / "results.md").write_text(md)

@@ -357,7 +357,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = F
         report = run_evaluation(ecfg, model=trainer.model, tokenizer=trainer.tokenizer, log=log)
         report["spec"]["adapter"] = {"path": str((out / "adapter").resolve()), "method": cfg.method,
                                      "train_config_hash": config_hash(cfg)}
-        report["training"] = summary
+        report["training"] = dict(summary)  # a copy: summary gets the report below
         (out / "report.json").write_text(json.dumps(report, indent=2))
         log(format_markdown(report))
         summary["report"] = report
