@@ -22,3 +22,18 @@ def test_bad_model_name_is_one_clear_error(capsys):
     assert main(["model", "prepare", "gpt5"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("crl: error:") and "smollm2" in err and "Traceback" not in err
+
+
+def test_bad_inputs_fail_before_any_compute(capsys):
+    cases = [
+        (["organism", "build", "model.hiden_size=64"], "did you mean 'hidden_size'"),
+        (["train", "--preset", "organism-crll"], "did you mean 'organism-crl'"),
+        (["train", "--preset", "organism-crl", "stepz=3"], "did you mean 'steps'"),
+        (["eval", "--attacks", "direct,prefil"], "did you mean 'prefill'"),
+        (["eval", "--out", "report.txt"], "must name a .json file"),
+        (["eval", "--preset", "smollm2", "--attacks", "embedding_forcing_control"], "forcing control needs"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
