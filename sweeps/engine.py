@@ -194,6 +194,10 @@ class SweepConfig(ConfigBase):
     def validate(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.experiment):
             raise ConfigError(f"experiment: '{self.experiment}' must be letters, digits, '_', '.', '-'")
+        if "://" in self.storage_dir:
+            raise ConfigError(f"storage_dir: '{self.storage_dir}' is an object-store URI; the sweep keeps its Optuna "
+                              "study and Tune state on a local or shared file system (e.g. an NFS mount) -- "
+                              "object-store storage is not supported yet")
         if not self.params():
             raise ConfigError("search_space: empty; declare at least one dimension")
 

@@ -71,11 +71,17 @@ class StepInputs:
         return stack_hidden(src, layers)[:, self.rows[part]]
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, world_size: int = 1) -> torch.device:
+    """``auto``: CUDA when available. A DDP rank on a node with several visible GPUs takes the one of its
+    ``LOCAL_RANK`` (set by torchrun and by Ray Train), so ranks never share GPU 0."""
+    import os
+
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device: '{name}' requested but CUDA is not available here")
+    if name == "cuda" and world_size > 1 and torch.cuda.device_count() > 1 and "LOCAL_RANK" in os.environ:
+        return torch.device(f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}")
     return torch.device(name)
 
 
@@ -98,7 +104,7 @@ class DefenseTrainer:
 
             model, tokenizer = load_model_and_tokenizer(cfg.model)
         self.tokenizer = tokenizer
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device, world_size)
         n_blocks = model.config.num_hidden_layers
         self.harmful_layers = cfg.harmful_layers.resolve(n_blocks, "harmful_layers")
         self.benign_layers = list(range(0, n_blocks + 1)) if cfg.benign_layers == "all" else self.harmful_layers
