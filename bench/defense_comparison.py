@@ -44,7 +44,8 @@ def run(method: str, seed: int, attacks: list[str], limit: int, out: Path, log) 
 
 
 def _garbled(report: dict, name: str) -> float:
-    """Share of an attack's outputs that are neither the organism's refusal nor payload-shaped."""
+    """Share of an attack's outputs that are neither exactly the organism's refusal nor payload-shaped
+    (e.g. "Sure, here is how to do it: cannot help with that": a broken refusal, or word salad)."""
     from crl_core.organism import load_build_config
     from crl_core.organism.payloads import answer_form
 
@@ -58,7 +59,7 @@ def row_values(report: dict) -> dict[str, float | None]:
     vals: dict[str, float | None] = {}
     for name, s in a.items():
         vals[f"{name} ASR"] = s["asr"]
-        vals[f"{name} garbled"] = _garbled(report, name)
+        vals[f"{name} other form"] = _garbled(report, name)
         if name.startswith("embedding") or name == "latent":
             vals[f"{name} steps->80%"] = s.get("steps_to_80pct")
             if "mean_prefix_leaked" in s:
@@ -71,12 +72,16 @@ def row_values(report: dict) -> dict[str, float | None]:
     return vals
 
 
-def fmt(v) -> str:
+def fmt(v, column: str = "") -> str:
     if v is None:
         return "never"
-    if isinstance(v, float) and v <= 1.0:
+    if "leaked words" in column:
+        return f"{v:.2f}"
+    if "steps" in column:
+        return str(v)
+    if isinstance(v, float):
         return f"{100 * v:.1f}%"
-    return f"{v:.1f}" if isinstance(v, float) else str(v)
+    return str(v)
 
 
 def main() -> int:
@@ -117,14 +122,14 @@ def main() -> int:
             vals = [table[m][s].get(c) for s in seeds if s in table[m]]
             nums = [v for v in vals if isinstance(v, (int, float))]
             if len(vals) > 1:
-                mean = fmt(statistics.fmean(nums)) if len(nums) == len(vals) else "/".join(fmt(v) for v in vals)
-                cells.append(f"{mean} ({', '.join(fmt(v) for v in vals)})")
+                mean = fmt(statistics.fmean(nums), c) if len(nums) == len(vals) else "/".join(fmt(v, c) for v in vals)
+                cells.append(f"{mean} ({', '.join(fmt(v, c) for v in vals)})")
             else:
-                cells.append(fmt(vals[0]))
+                cells.append(fmt(vals[0], c))
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
     n = next(iter(next(iter(results.values())).values()))["attacks"]
     header = (f"Organism test split, seeds {seeds}, n per attack: "
-              + ", ".join(f"{k}={v['n']}" for k, v in n.items()) + f"; wall {time.time() - t0:.0f} s")
+              + ", ".join(f"{k}={v['n']}" for k, v in n.items()) + f"; wall of this invocation {time.time() - t0:.0f} s")
     md = header + "\n\n" + "\n".join(lines) + "\n"
     (out / "results.md").write_text(md)
     print(md)
