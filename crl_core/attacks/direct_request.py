@@ -5,30 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from crl_core.attacks.common import AttackItem, AttackResult, judge_fields
-from crl_core.config import ConfigBase, config_field
-from crl_core.generation import generate_chat
+from crl_core.attacks.common import AttackItem, AttackResult
+from crl_core.attacks.prefill_attack import PrefillConfig, answer_and_judge
 from crl_core.registry import ATTACKS
 
 __all__ = ["DirectRequestConfig", "DirectRequest", "direct_request"]
 
 
 @dataclass
-class DirectRequestConfig(ConfigBase):
-    max_new_tokens: int = config_field(24, min=1, max=4096)
-    batch_size: int = config_field(128, min=1)
+class DirectRequestConfig(PrefillConfig):
+    """Same budget as the prefill attack (greedy tokens, batch size)."""
 
 
 def direct_request(model, tokenizer, items: Sequence[AttackItem], config: DirectRequestConfig | None = None
                    ) -> list[AttackResult]:
-    cfg = config or DirectRequestConfig()
-    gens = generate_chat(model, tokenizer, [it.prompt for it in items], cfg.max_new_tokens,
-                         batch_size=cfg.batch_size)
-    out = []
-    for it, g in zip(items, gens):
-        ok, details = judge_fields(it, g)
-        out.append(AttackResult(id=it.id, success=ok, generation=g, leakage=details))
-    return out
+    return answer_and_judge(model, tokenizer, items, config or DirectRequestConfig(), prefill=False)
 
 
 @ATTACKS.register("direct")

@@ -11,7 +11,7 @@ from crl_core.config import ConfigBase, config_field
 from crl_core.generation import chat_prompt_ids, decode, generate_from_ids
 from crl_core.registry import ATTACKS
 
-__all__ = ["PrefillConfig", "PrefillAttack", "prefill_attack"]
+__all__ = ["PrefillConfig", "PrefillAttack", "prefill_attack", "answer_and_judge"]
 
 
 @dataclass
@@ -20,18 +20,24 @@ class PrefillConfig(ConfigBase):
     batch_size: int = config_field(128, min=1)
 
 
-def prefill_attack(model, tokenizer, items: Sequence[AttackItem], config: PrefillConfig | None = None
-                   ) -> list[AttackResult]:
-    cfg = config or PrefillConfig()
-    ids = [chat_prompt_ids(tokenizer, it.prompt, it.target) for it in items]
+def answer_and_judge(model, tokenizer, items: Sequence[AttackItem], cfg: PrefillConfig, prefill: bool
+                     ) -> list[AttackResult]:
+    """Greedy answers to the items' prompts, judged. With ``prefill`` the assistant turn starts with the
+    item's target and the judged text is ``target + continuation``; without, the answer alone."""
+    ids = [chat_prompt_ids(tokenizer, it.prompt, it.target if prefill else "") for it in items]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     new = generate_from_ids(model, ids, cfg.max_new_tokens, tokenizer.eos_token_id, pad, cfg.batch_size)
     out = []
     for it, g in zip(items, decode(tokenizer, new)):
-        text = it.target + g
+        text = it.target + g if prefill else g
         ok, details = judge_fields(it, text)
         out.append(AttackResult(id=it.id, success=ok, generation=text, leakage=details))
     return out
+
+
+def prefill_attack(model, tokenizer, items: Sequence[AttackItem], config: PrefillConfig | None = None
+                   ) -> list[AttackResult]:
+    return answer_and_judge(model, tokenizer, items, config or PrefillConfig(), prefill=True)
 
 
 @ATTACKS.register("prefill")
