@@ -71,7 +71,9 @@ def test_resume_reruns_nothing_and_adds_the_missing_trials(ray_local, sweep_yaml
     state = json.loads((tmp_path / "sweeps" / "tiny" / "sweep.json").read_text())
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     first = {r.data.tags["crl.trial_id"]: r.info.run_id for r in _trial_runs(client, state["parent_run_id"])}
-    assert margin_sweep.main(["--config", str(path), "--num-samples", "2"]) == 2  # exists: needs --resume
+    # an explicitly named sweep that exists needs --resume (without --experiment a rerun picks NAME-2,
+    # tested in test_recipe.py without running trials)
+    assert margin_sweep.main(["--config", str(path), "--num-samples", "2", "--experiment", "tiny"]) == 2
 
     assert margin_sweep.main(["--config", str(path), "--num-samples", "3", "--resume"]) == 0
     runs = _trial_runs(client, state["parent_run_id"])
