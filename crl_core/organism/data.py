@@ -17,8 +17,6 @@ What each split is used for (``OrganismData``):
 
 from __future__ import annotations
 
-import json
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,41 +43,10 @@ def normalise(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-_FILES = {
-    "harmful": ("advbench_harmful.jsonl", "harmbench_harmful.jsonl"),
-    "benign_qa": ("benign_qa.jsonl",),
-    "overrefusal": ("overrefusal_prompts.jsonl",),
-}
-
-
-def _fallback_splits(name: str, seed: int) -> dict[str, list[dict[str, Any]]]:
-    rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for fname in _FILES[name]:
-        for r in _read_jsonl(DATA_DIR / fname):
-            key = normalise(r["prompt"])
-            if key in seen:
-                continue
-            seen.add(key)
-            rows.append(r)
-    rng = random.Random(f"{name}:{seed}")
-    rng.shuffle(rows)
-    n = len(rows)
-    n_val, n_test = n // 10, n // 5
-    return {"train": rows[n_val + n_test:], "val": rows[:n_val], "test": rows[n_val:n_val + n_test]}
-
-
 def load_splits(name: str, seed: int = 0) -> tuple[dict[str, list[dict[str, Any]]], str]:
     """``({"train": rows, "val": rows, "test": rows}, loader_name)`` for a prompt set."""
-    try:
-        from crl_core.data import SplitConfig, load_prompt_splits  # type: ignore[attr-defined]
-    except ImportError:
-        return _fallback_splits(name, seed), "organism-fallback-70/10/20"
+    from crl_core.data import SplitConfig, load_prompt_splits
+
     dd = load_prompt_splits(name, SplitConfig(seed=seed))
     return {s: [dict(r) for r in dd[s]] for s in ("train", "val", "test")}, "crl_core.data.load_prompt_splits"
 
