@@ -823,12 +823,81 @@ def _new_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: int, num_s
 
 
 def _trials_in_study(cfg: SweepConfig) -> int:
+    """Trials that count toward ``num_samples``: every study trial except failed ones (a trial that errored
+    without a result, or one orphaned by a killed driver)."""
     import optuna
+    from optuna.trial import TrialState
 
     try:
-        return len(optuna.load_study(study_name=cfg.experiment, storage=_optuna_storage(cfg)).trials)
+        study = optuna.load_study(study_name=cfg.experiment, storage=_optuna_storage(cfg))
     except KeyError:  # no study yet
         return 0
+    return sum(t.state != TrialState.FAIL for t in study.trials)
+
+
+ORPHAN_REASON = ("the sweep driver died after this trial started but before Ray Tune recorded it, so --resume "
+                 "could not continue it; a new trial takes its place")
+
+
+def reconcile_orphans(cfg: SweepConfig, client, state: dict[str, Any], log: Callable[[str], None]) -> list[str]:
+    """After a resume has finished every trial Ray Tune knows of, whatever is still RUNNING belongs to a
+    trial the killed driver had started but not yet snapshotted: its Optuna trial becomes FAIL (TPE ignores
+    it) and its MLflow run KILLED with a ``crl.orphaned`` tag (kept, never ranked). Only safe while no trial
+    of this sweep runs, which the driver lock guarantees. Returns the orphaned MLflow trial ids."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        study = optuna.load_study(study_name=cfg.experiment, storage=_optuna_storage(cfg))
+        for t in study.trials:
+            if t.state == TrialState.RUNNING:
+                study.tell(t.number, state=TrialState.FAIL)
+                log(f"Optuna trial {t.number} of a killed driver marked FAIL")
+    except KeyError:
+        pass
+    orphaned = []
+    runs = client.search_runs([state["experiment_id"]], max_results=5000, filter_string=(
+        f"tags.`crl.sweep_id` = '{state['sweep_id']}' AND tags.`crl.role` = 'trial' AND attributes.status = 'RUNNING'"))
+    for run in runs:
+        client.set_tag(run.info.run_id, "crl.orphaned", ORPHAN_REASON)
+        client.set_terminated(run.info.run_id, "KILLED")
+        orphaned.append(run.data.tags.get("crl.trial_id", "?"))
+        log(f"trial {orphaned[-1]} (MLflow run {run.info.run_id}) was orphaned by a killed driver: marked KILLED")
+    return orphaned
+
+
+class DriverLock:
+    """One driver per sweep folder: an advisory ``flock`` on ``driver.lock``, released when the process
+    ends however it ends (a killed driver leaves no stale lock)."""
+
+    def __init__(self, sweep_dir: Path) -> None:
+        self.path = sweep_dir / "driver.lock"
+        self._fh = None
+
+    def __enter__(self) -> DriverLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise ConfigError(f"sweep folder {self.path.parent} is in use by another driver ({holder}); "
+                              "wait for it to finish or stop it before --resume") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh:
+            self._fh.close()  # closing releases the flock
+            self._fh = None
 
 
 def _pareto_front(rows: list[dict[str, Any]]) -> set[int]:
@@ -847,6 +916,8 @@ def _collect_rows(client, state: dict[str, Any], cfg: SweepConfig) -> list[dict[
     rows = []
     for run in runs:
         m, tags = run.data.metrics, run.data.tags
+        if "crl.orphaned" in tags:
+            continue
         searched = tags.get("crl.searched", "").split(",")
         rows.append({"trial_id": tags["crl.trial_id"], "run_id": run.info.run_id, "status": run.info.status,
                      "step": int(tags.get("crl.adapter_step", 0)),
@@ -921,40 +992,48 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, log: Callable[[str], None]
         raise ConfigError(f"a sweep named '{cfg.experiment}' already exists in {cfg.sweep_dir}: "
                           "pass --resume to continue it, or choose another --experiment")
     client = _client(cfg.tracking_uri())
+    # Tune snapshots which trials exist every 10+ s by default; a driver killed inside that window orphans
+    # the trials it started since (reconcile_orphans). A 2 s period narrows the window at a negligible cost.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # each trial checkpoint forces a snapshot (num_to_keep=1): intended here, so not worth a warning each time
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started = _connect_ray(cfg)
     try:
         if not started or os.environ.get("RAY_ADDRESS"):
             cluster = ray.cluster_resources()
             check_resources(cfg.resources, {k: cluster.get(k, 0.0) for k in ("CPU", "GPU")}, "the Ray cluster")
-        state = _sweep_state(cfg, client)
-        ray_storage = cfg.sweep_dir / "ray"
-        spec = TrialSpec(state["sweep_id"], state["experiment_id"], state["parent_run_id"], cfg.tracking_uri(),
-                         base_train, cfg.params(), cfg.evaluation, cfg.objective.eval_every,
-                         str(cfg.sweep_dir / "trials"), str(ray_storage), cfg.resources)
-        fn = train_backed_trial if cfg.resources.train_backed else function_trial
-        trainable = tune.with_parameters(fn, spec=spec)
-        trial_cpu = {"cpu": 0.1} if cfg.resources.train_backed else {"cpu": cfg.resources.cpus_per_worker}
-        trainable = tune.with_resources(trainable, trial_cpu)
-        callbacks = [CloseTrialRuns(cfg.tracking_uri(), state["experiment_id"], state["sweep_id"])]
-        segments = _segments(ray_storage)
-        if resume and segments and tune.Tuner.can_restore(str(segments[-1])):
-            log(f"resuming {segments[-1]} (finished trials are kept)")
-            tune.Tuner.restore(str(segments[-1]), trainable=trainable, resume_unfinished=True,
-                               resume_errored=True).fit()
-        remaining = cfg.num_samples - _trials_in_study(cfg)
-        if remaining > 0:
-            segment = len(segments) + 1
-            log(f"running {remaining} new trial(s) in segment {segment} of sweep {state['sweep_id']}")
-            _new_tuner(cfg, trainable, spec, segment, remaining, callbacks).fit()
-        rows = _collect_rows(client, state, cfg)
-        png = plot_pareto(rows, cfg.sweep_dir / "pareto.png")
-        if png:
-            client.log_artifact(state["parent_run_id"], str(png))
-        if rows and rows[0]["score"] is not None:
-            best = rows[0]
-            client.set_tag(state["parent_run_id"], "crl.best_trial_id", best["trial_id"])
-            client.set_tag(state["parent_run_id"], "crl.best_adapter_uri", best["adapter_uri"])
-        client.set_terminated(state["parent_run_id"], "FINISHED")
+        with DriverLock(cfg.sweep_dir):
+            state = _sweep_state(cfg, client)
+            ray_storage = cfg.sweep_dir / "ray"
+            spec = TrialSpec(state["sweep_id"], state["experiment_id"], state["parent_run_id"], cfg.tracking_uri(),
+                             base_train, cfg.params(), cfg.evaluation, cfg.objective.eval_every,
+                             str(cfg.sweep_dir / "trials"), str(ray_storage), cfg.resources)
+            fn = train_backed_trial if cfg.resources.train_backed else function_trial
+            trainable = tune.with_parameters(fn, spec=spec)
+            trial_cpu = {"cpu": 0.1} if cfg.resources.train_backed else {"cpu": cfg.resources.cpus_per_worker}
+            trainable = tune.with_resources(trainable, trial_cpu)
+            callbacks = [CloseTrialRuns(cfg.tracking_uri(), state["experiment_id"], state["sweep_id"])]
+            segments = _segments(ray_storage)
+            if resume and segments and tune.Tuner.can_restore(str(segments[-1])):
+                log(f"resuming {segments[-1]} (finished trials are kept)")
+                tune.Tuner.restore(str(segments[-1]), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True).fit()
+            if resume:
+                reconcile_orphans(cfg, client, state, log)
+            remaining = cfg.num_samples - _trials_in_study(cfg)
+            if remaining > 0:
+                segment = len(segments) + 1
+                log(f"running {remaining} new trial(s) in segment {segment} of sweep {state['sweep_id']}")
+                _new_tuner(cfg, trainable, spec, segment, remaining, callbacks).fit()
+            rows = _collect_rows(client, state, cfg)
+            png = plot_pareto(rows, cfg.sweep_dir / "pareto.png")
+            if png:
+                client.log_artifact(state["parent_run_id"], str(png))
+            if rows and rows[0]["score"] is not None:
+                best = rows[0]
+                client.set_tag(state["parent_run_id"], "crl.best_trial_id", best["trial_id"])
+                client.set_tag(state["parent_run_id"], "crl.best_adapter_uri", best["adapter_uri"])
+            client.set_terminated(state["parent_run_id"], "FINISHED")
     finally:
         if started:
             ray.shutdown()

@@ -1,0 +1,158 @@
+"""The sweep driver killed mid-sweep (SIGKILL, with the local Ray it started), then ``--resume``: finished
+trials are not rerun, no trial gets a second MLflow run, and the sweep ends with ``num_samples`` trials.
+Plus the two pieces that make it safe: the one-driver lock and the orphan reconciliation."""
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from crl_core.config import ConfigError
+from sweeps import margin_sweep
+from sweeps.engine import DriverLock, SweepConfig, reconcile_orphans
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _trial_rows(db: Path) -> list[tuple[str, str, str]]:
+    """(run id, status, trial id) of every trial run, read straight from the sqlite store (read-only)."""
+    if not db.exists():
+        return []
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT r.run_uuid, r.status, t.value FROM runs r JOIN tags t ON t.run_uuid = "
+                               "r.run_uuid WHERE t.key = 'crl.trial_id'").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:  # the schema is still being created
+        return []
+
+
+def _evaluated(db: Path, run_id: str) -> bool:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return bool(con.execute("SELECT 1 FROM metrics WHERE run_uuid = ? AND key = 'eval/score'", (run_id,)).fetchall())
+    finally:
+        con.close()
+
+
+def _tune_snapshot(segment: Path) -> dict[str, str]:
+    """Trial id -> status in the newest experiment state Tune has written (what a resume restores)."""
+    states = sorted(segment.glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    try:
+        data = json.loads(states[-1].read_text())
+    except (OSError, ValueError):  # being written
+        return {}
+    return {(t := json.loads(item[0]))["trial_id"]: t["status"] for item in data["trial_data"]}
+
+
+def test_a_killed_driver_resumes_without_rerunning_or_duplicating_trials(ray_local, sweep_yaml, tmp_path):
+    path = sweep_yaml(num_samples=3, train={"overrides": {"steps": 12}},
+                      objective={"eval_every": 2, "grace_rungs": 6},  # no ASHA stop: every trial runs 12 steps
+                      resources={"max_concurrent_trials": 1, "num_cpus": 2})
+    db = tmp_path / "mlflow.db"
+    ray_tmp = tempfile.mkdtemp(prefix="crl-dk-")  # short: Ray's socket paths must fit in 107 bytes
+    env = dict(os.environ, RAY_TMPDIR=ray_tmp, HF_HUB_OFFLINE="1")
+    env.pop("RAY_ADDRESS", None)  # the driver starts its own local Ray, as `python sweeps/margin_sweep.py` does
+    with open(tmp_path / "driver.log", "w") as out:
+        driver = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "margin_sweep.py"), "--config", str(path)],
+                                  env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        # kill mid-sweep: a trial has finished, and the next one has evaluated (so it has a checkpoint) and
+        # is in Tune's latest snapshot of the experiment (so the resume knows it; the other case, a trial
+        # the driver started too late to record, is the reconcile test below)
+        deadline = time.time() + 300
+        while True:
+            rows = _trial_rows(db)
+            snapshot = _tune_snapshot(tmp_path / "sweeps" / "tiny" / "ray" / "segment-1")
+            finished = [r for r in rows if r[1] == "FINISHED"]
+            in_flight = [r for r in rows if r[1] == "RUNNING" and snapshot.get(r[2]) == "RUNNING"
+                         and _evaluated(db, r[0])]
+            if finished and in_flight:
+                break
+            assert driver.poll() is None, f"the driver ended before it could be killed:\n{(tmp_path / 'driver.log').read_text()[-3000:]}"
+            assert time.time() < deadline, "the sweep did not get to a second trial in time"
+            time.sleep(0.1)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        try:  # the local Ray the driver started (raylet, agents) lives in its process group
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    before_kill = {trial: run_id for run_id, status, trial in _trial_rows(db) if status == "FINISHED"}
+    interrupted = {trial: run_id for run_id, status, trial in in_flight}
+    client = MlflowClient(f"sqlite:///{db}")
+    histories = {run_id: [m.step for m in client.get_metric_history(run_id, "eval/score")]
+                 for run_id in before_kill.values()}
+
+    assert margin_sweep.main(["--config", str(path), "--resume"]) == 0
+
+    state = json.loads((tmp_path / "sweeps" / "tiny" / "sweep.json").read_text())
+    runs = client.search_runs([state["experiment_id"]], filter_string="tags.`crl.role` = 'trial'")
+    trial_ids = [r.data.tags["crl.trial_id"] for r in runs]
+    assert len(trial_ids) == len(set(trial_ids)), "a trial got a second MLflow run"
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
+    by_trial = {r.data.tags["crl.trial_id"]: r for r in runs}
+    for trial, run_id in interrupted.items():  # the interrupted trial continued in its own run
+        assert by_trial[trial].info.run_id == run_id and "crl.resumed_at_step" in by_trial[trial].data.tags
+    for trial, run_id in before_kill.items():  # finished trials: same run, evaluations not redone
+        assert trial in trial_ids
+        assert [m.step for m in client.get_metric_history(run_id, "eval/score")] == histories[run_id]
+    for run in runs:
+        assert run.data.tags["crl.adapter_step"] == "12"
+    assert client.get_run(state["parent_run_id"]).info.status == "FINISHED"
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'sweeps' / 'tiny' / 'optuna.db'}")
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == 3 and TrialState.RUNNING not in states
+
+
+def test_a_second_driver_on_the_same_sweep_is_refused(tmp_path):
+    with DriverLock(tmp_path / "sweep"):
+        with pytest.raises(ConfigError, match=r"in use by another driver \(pid \d+"):
+            with DriverLock(tmp_path / "sweep"):
+                pass
+    with DriverLock(tmp_path / "sweep"):  # released on exit
+        pass
+
+
+def test_reconcile_marks_what_a_killed_driver_left_running(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    cfg = SweepConfig(experiment="orphans", storage_dir=str(tmp_path / "sweeps"),
+                      search_space={"triplet": {"margin_benign": {"type": "uniform", "low": 0.0, "high": 1.0}}})
+    cfg.sweep_dir.mkdir(parents=True)
+    study = optuna.create_study(study_name="orphans", storage=f"sqlite:///{cfg.sweep_dir / 'optuna.db'}")
+    study.tell(study.ask(), 0.5)
+    study.ask()  # suggested, never told: the driver died
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.create_experiment("orphans", artifact_location=str(tmp_path / "mlruns"))
+    tags = {"crl.sweep_id": "s1", "crl.role": "trial"}
+    finished = client.create_run(exp, tags={**tags, "crl.trial_id": "a"}).info.run_id
+    client.set_terminated(finished, "FINISHED")
+    left = client.create_run(exp, tags={**tags, "crl.trial_id": "b"}).info.run_id
+    other_sweep = client.create_run(exp, tags={**tags, "crl.sweep_id": "s2", "crl.trial_id": "c"}).info.run_id
+
+    assert reconcile_orphans(cfg, client, {"experiment_id": exp, "sweep_id": "s1"}, log=lambda m: None) == ["b"]
+    assert client.get_run(left).info.status == "KILLED" and "crl.orphaned" in client.get_run(left).data.tags
+    assert client.get_run(finished).info.status == "FINISHED"
+    assert client.get_run(other_sweep).info.status == "RUNNING"  # another sweep's trial is left alone
+    assert [t.state for t in optuna.load_study(study_name="orphans", storage=study._storage).trials] == [
+        TrialState.COMPLETE, TrialState.FAIL]
