@@ -217,10 +217,7 @@ def child_ray(job: dict[str, Any]) -> dict[str, Any]:
     cfg = load_cfg(job["config"], job["quick"], job["overrides"])
     base = eng.validate_before_launch(cfg)
     client = eng._client(cfg.tracking_uri())
-    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}  # as engine._connect_ray
-    os.environ.update(env)
-    ray.init(address="local", num_cpus=job["num_cpus"], include_dashboard=path == "train",
-             _temp_dir=job["ray_tmp"], runtime_env={"env_vars": env}, log_to_driver=True)
+    ray.init(**eng.local_ray_options(job["num_cpus"], path == "train"), _temp_dir=job["ray_tmp"], log_to_driver=True)
     try:
         state = eng._sweep_state(cfg, client)
         ray_storage = cfg.sweep_dir / "ray"
@@ -248,7 +245,7 @@ def child_ray(job: dict[str, Any]) -> dict[str, Any]:
         tuner = tune.Tuner(
             trainable, param_space={"point": tune.grid_search(list(range(len(job["points"]))))},
             tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=job["concurrency"],
-                                        reuse_actors=path != "train", trial_dirname_creator=eng._trial_dirname),
+                                        reuse_actors=eng.REUSE_TRIAL_ACTORS, trial_dirname_creator=eng._trial_dirname),
             run_config=tune.RunConfig(name="segment-1", storage_path=spec.ray_storage, callbacks=callbacks,
                                       failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))

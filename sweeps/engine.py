@@ -713,7 +713,20 @@ def train_backed_trial(config: dict[str, Any], spec: TrialSpec) -> None:
                                        failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)))
     trainer.fit()
-    time.sleep(2)  # let TuneReportCallback's queue drain before returning (stack-notes pitfall 6)
+    _drain_train_reports()
+
+
+def _drain_train_reports(timeout_s: float = 30.0) -> None:
+    """Return only once Tune has taken the last result ``TuneReportCallback`` queued: returning earlier can
+    leave the trial RUNNING forever (stack-notes pitfall 6). ``fit()`` returns with at most one item left
+    in that queue (it holds one), so this waits for it to empty, then briefly for Tune to file it."""
+    from ray.train._internal.session import get_session
+
+    queue = get_session()._inter_actor_queue
+    deadline = time.time() + timeout_s
+    while queue is not None and not queue.empty() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.25)
 
 
 # ---------------------------------------------------------------------------------------- driver
@@ -730,18 +743,29 @@ class SweepSummary:
         return self.rows[0] if self.rows else None
 
 
+TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}  # Train V2 throttles reports otherwise (pitfall 7)
+
+
+def local_ray_options(num_cpus: int, train_backed: bool) -> dict[str, Any]:
+    """``ray.init`` keyword arguments for the Ray a sweep starts itself (the benchmarks use them too)."""
+    for k, v in TRAIN_ENV.items():
+        os.environ.setdefault(k, v)
+    opts = {"address": "local", "num_cpus": num_cpus, "include_dashboard": train_backed,
+            "runtime_env": {"env_vars": dict(TRAIN_ENV)}}
+    # Not preloading modules into Ray's workers (``preload_python_modules``): measured slower here, since
+    # every per-trial helper actor (Train controller, report queue, placement-group cleaner) then imports
+    # torch and crl_core too (bench/sweep_overhead.py: 43.6 s vs 30.4 s per Train-backed trial).
+    return opts
+
+
 def _connect_ray(cfg: SweepConfig) -> bool:
     """Use the running Ray, ``RAY_ADDRESS`` (e.g. inside ``ray job submit``), or start a local one."""
     if ray.is_initialized():
         return False
-    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}  # Train V2 throttles reports otherwise (pitfall 7)
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"])
     else:
-        for k, v in env.items():
-            os.environ.setdefault(k, v)
-        ray.init(address="local", num_cpus=int(_local_resources(cfg.resources)["CPU"]),
-                 include_dashboard=cfg.resources.train_backed, runtime_env={"env_vars": env})
+        ray.init(**local_ray_options(int(_local_resources(cfg.resources)["CPU"]), cfg.resources.train_backed))
     return True
 
 
@@ -793,6 +817,11 @@ def _optuna_storage(cfg: SweepConfig):
     return optuna.storages.RDBStorage(f"sqlite:///{cfg.sweep_dir / 'optuna.db'}")
 
 
+# A reused trial actor keeps its imports and (in-trial path) its loaded base model; on the Train-backed path
+# it is only the 0.1-CPU driver of the TorchTrainer, and reusing it saves its start-up all the same.
+REUSE_TRIAL_ACTORS = os.environ.get("CRL_REUSE_TRIAL_ACTORS", "1") != "0"
+
+
 def _new_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: int, num_samples: int, callbacks):
     from optuna.samplers import TPESampler
     from ray.tune.schedulers import ASHAScheduler
@@ -816,7 +845,7 @@ def _new_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: int, num_s
         trainable, param_space={k: p.tune_domain() for k, p in spec.space.items()},
         tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler,
                                     num_samples=num_samples, max_concurrent_trials=cfg.resources.max_concurrent_trials,
-                                    reuse_actors=not cfg.resources.train_backed, trial_dirname_creator=_trial_dirname),
+                                    reuse_actors=REUSE_TRIAL_ACTORS, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name=f"segment-{segment}", storage_path=spec.ray_storage, callbacks=callbacks,
                                   failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))

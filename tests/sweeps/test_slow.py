@@ -46,7 +46,9 @@ def test_a_killed_worker_resumes_the_trial_from_its_checkpoint(ray_local, sweep_
     def kill_a_worker_after_the_first_checkpoint():
         deadline = time.time() + 240
         while time.time() < deadline and not killed:
-            if list(ray_dir.glob("train-*/checkpoint_*")):
+            # the snapshot is written once the controller has registered a checkpoint (the checkpoint
+            # folder alone appears earlier: a kill then restarts the trial from scratch, not from step 2)
+            if list(ray_dir.glob("train-*/checkpoint_manager_snapshot.json")):
                 workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
                 if workers:
                     os.kill(workers[-1].pid, signal.SIGKILL)
