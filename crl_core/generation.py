@@ -44,7 +44,8 @@ def _cache_kw(model) -> str:
     """Name of the KV-cache argument/output: ``cache`` in newer transformers, ``past_key_values`` before."""
     import inspect
 
-    params = inspect.signature(type(model).forward).parameters
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper takes **kwargs
+    params = inspect.signature(type(base).forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
 

@@ -84,3 +84,19 @@ def test_generate_chat_returns_text_and_restores_training_mode(tok, model):
     assert model.training
     model.eval()
     assert len(out) == 2 and all(isinstance(t, str) for t in out)
+
+
+def test_a_peft_wrapped_model_generates_the_same_with_the_current_cache_argument(tok, model):
+    import copy
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    wrapped = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj"], lora_dropout=0.0))
+    ids = [chat_prompt_ids(tok, p) for p in PROMPTS]
+    with warnings.catch_warnings():
+        # the peft wrapper's forward takes **kwargs: the cache argument must be named after the base model's
+        warnings.filterwarnings("error", message=".*past_key_values.*deprecated")
+        out = generate_from_ids(wrapped, ids, 8, eos_token_id=None, pad_token_id=tok.pad_token_id)
+    # LoRA's B starts at zero, so the wrapped model's greedy continuations are the base model's
+    assert out == generate_from_ids(model, ids, 8, eos_token_id=None, pad_token_id=tok.pad_token_id)
