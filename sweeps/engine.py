@@ -539,6 +539,9 @@ class TrialSpec:
     resources: ResourceSettings
 
 
+LOGGED_MODEL_TAG = "crl.logged_model_id"
+
+
 class TrialTracker:
     """The child run of one trial (rank 0 only): params, tags, per-step metrics, evaluations, adapter."""
 
@@ -549,9 +552,13 @@ class TrialTracker:
         from crl_core.evaluation import git_commit
 
         self.client = _client(spec.tracking_uri)
+        self.experiment_id, self.sweep_id, self.trial_id = spec.experiment_id, spec.sweep_id, trial_id
+        self.model_params = loggable_params(_flatten(searched))
+        self.model_id: str | None = None  # the trial's MLflow LoggedModel, created at its first evaluation
         existing = trial_run_id(self.client, spec.experiment_id, spec.sweep_id, trial_id)
         if existing:
             self.run_id = existing
+            self.model_id = self.client.get_run(existing).data.tags.get(LOGGED_MODEL_TAG)
             self.client.update_run(existing, status=RunStatus.to_string(RunStatus.RUNNING))
             return
         run = self.client.create_run(spec.experiment_id, run_name=f"trial-{trial_id}", tags={
@@ -571,20 +578,47 @@ class TrialTracker:
         self.client.log_artifact(self.run_id, str(resolved))
         self.client.log_dict(self.run_id, trainer.data.description, "data_description.json")
 
-    def log_metrics(self, rows: list[tuple[int, dict[str, float]]], prefix: str = "") -> None:
+    def log_metrics(self, rows: list[tuple[int, dict[str, float]]], prefix: str = "", model_id: str | None = None) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(f"{prefix}{k}", float(v), now, step) for step, m in rows for k, v in m.items()
-                 if isinstance(v, (int, float)) and math.isfinite(v) and k != "step"]
+        items = [Metric(f"{prefix}{k}", float(v), now, step, model_id=model_id) for step, m in rows
+                 for k, v in m.items() if isinstance(v, (int, float)) and math.isfinite(v) and k != "step"]
         for i in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[i:i + 1000])
 
     def log_evaluation(self, step: int, metrics: dict[str, float], spec: dict[str, Any], adapter_dir: Path) -> None:
-        self.log_metrics([(step, metrics)], prefix="eval/")
+        model_id = self._logged_model(step, adapter_dir)
+        self.log_metrics([(step, metrics)], prefix="eval/", model_id=model_id)
         self.client.log_dict(self.run_id, spec, "evaluation_spec.json")
         self.client.log_artifacts(self.run_id, str(adapter_dir), "adapter")
         self.client.set_tag(self.run_id, "crl.adapter_step", str(step))
+
+    def _logged_model(self, step: int, adapter_dir: Path) -> str | None:
+        """One MLflow LoggedModel per trial (``models:/<id>``): the latest adapter, its searched params as the
+        model's params, its evaluations as the model's metrics. Its id is kept as a run tag, so a restarted
+        trial updates the same model. A tracking server without the LoggedModel API (MLflow < 3) only
+        loses this: the adapter is still a run artifact."""
+        from mlflow.exceptions import MlflowException
+
+        if self.model_id == "unsupported":
+            return None
+        try:
+            if self.model_id is None:
+                model = self.client.create_logged_model(
+                    self.experiment_id, name=f"adapter-{self.trial_id}", source_run_id=self.run_id,
+                    params=self.model_params, model_type="peft-lora-adapter",
+                    tags={"crl.sweep_id": self.sweep_id, "crl.trial_id": self.trial_id})
+                self.model_id = model.model_id
+                self.client.set_tag(self.run_id, LOGGED_MODEL_TAG, self.model_id)
+            self.client.log_model_artifacts(self.model_id, str(adapter_dir))
+            self.client.set_logged_model_tags(self.model_id, {"crl.adapter_step": str(step)})
+            self.client.finalize_logged_model(self.model_id, "READY")
+            return self.model_id
+        except MlflowException as exc:
+            print(f"MLflow LoggedModel not available ({str(exc)[:200]}); the adapter stays a run artifact only")
+            self.model_id = "unsupported"
+            return None
 
     def mark_resumed(self, step: int) -> None:
         self.client.set_tag(self.run_id, "crl.resumed_at_step", str(step))
@@ -952,7 +986,8 @@ def _collect_rows(client, state: dict[str, Any], cfg: SweepConfig) -> list[dict[
                      "step": int(tags.get("crl.adapter_step", 0)),
                      **{k: m.get(f"eval/{k}") for k in OBJECTIVE_METRICS},
                      "params": {k: run.data.params.get(k) for k in searched if k},
-                     "adapter_uri": f"{run.info.artifact_uri}/adapter", "trial_dir": tags.get("crl.trial_dir")})
+                     "adapter_uri": f"{run.info.artifact_uri}/adapter", "trial_dir": tags.get("crl.trial_dir"),
+                     "model_uri": f"models:/{tags[LOGGED_MODEL_TAG]}" if LOGGED_MODEL_TAG in tags else None})
     front = _pareto_front(rows)
     for i, r in enumerate(rows):
         r["pareto"] = i in front
@@ -1062,6 +1097,8 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, log: Callable[[str], None]
                 best = rows[0]
                 client.set_tag(state["parent_run_id"], "crl.best_trial_id", best["trial_id"])
                 client.set_tag(state["parent_run_id"], "crl.best_adapter_uri", best["adapter_uri"])
+                if best["model_uri"]:
+                    client.set_tag(state["parent_run_id"], "crl.best_model_uri", best["model_uri"])
             client.set_terminated(state["parent_run_id"], "FINISHED")
     finally:
         if started:
@@ -1069,7 +1106,8 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, log: Callable[[str], None]
     summary = SweepSummary(state["sweep_id"], state["parent_run_id"], rows, png, time.time() - t0)
     log(format_table(rows))
     if summary.best:
-        log(f"best trial {summary.best['trial_id']}: adapter {summary.best['adapter_uri']} "
+        model = f", MLflow model {summary.best['model_uri']}" if summary.best["model_uri"] else ""
+        log(f"best trial {summary.best['trial_id']}: adapter {summary.best['adapter_uri']}{model} "
             f"(local copy {summary.best['trial_dir']}/adapter)")
     if png:
         log(f"Pareto plot: {png} (also on the parent run {state['parent_run_id']})")

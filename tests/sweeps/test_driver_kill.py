@@ -98,6 +98,8 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_trials(ray_loc
     client = MlflowClient(f"sqlite:///{db}")
     histories = {run_id: [m.step for m in client.get_metric_history(run_id, "eval/score")]
                  for run_id in before_kill.values()}
+    models_before = {run_id: client.get_run(run_id).data.tags["crl.logged_model_id"]
+                     for run_id in [*before_kill.values(), *interrupted.values()]}
 
     assert margin_sweep.main(["--config", str(path), "--resume"]) == 0
 
@@ -114,6 +116,12 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_trials(ray_loc
         assert [m.step for m in client.get_metric_history(run_id, "eval/score")] == histories[run_id]
     for run in runs:
         assert run.data.tags["crl.adapter_step"] == "12"
+    # one LoggedModel per trial: a resumed trial updated its model instead of creating a second one
+    for run_id, model_id in models_before.items():
+        assert client.get_run(run_id).data.tags["crl.logged_model_id"] == model_id
+    models = client.search_logged_models([state["experiment_id"]])
+    assert sorted(m.source_run_id for m in models) == sorted(r.info.run_id for r in runs)
+    assert all(m.tags["crl.adapter_step"] == "12" for m in models)
     assert client.get_run(state["parent_run_id"]).info.status == "FINISHED"
     import optuna
     from optuna.trial import TrialState

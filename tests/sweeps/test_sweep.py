@@ -15,8 +15,9 @@ def _trial_runs(client, parent_run_id):
 
 
 def test_smoke_sweep_logs_child_runs_with_a_loadable_adapter(ray_local, sweep_yaml, tiny_model_dir, tmp_path,
-                                                             capsys):
+                                                             capsys, monkeypatch):
     import mlflow
+    from mlflow.entities import LoggedModelStatus
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -54,6 +55,24 @@ def test_smoke_sweep_logs_child_runs_with_a_loadable_adapter(ray_local, sweep_ya
         before = base(input_ids=ids).logits.clone()
         adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), local)
         assert not torch.allclose(adapted(input_ids=ids).logits, before)
+
+    # each trial is also an MLflow LoggedModel: the latest adapter, the searched params, the evaluations
+    for run in runs:
+        model = client.get_logged_model(run.data.tags["crl.logged_model_id"])
+        assert model.status == LoggedModelStatus.READY
+        assert model.source_run_id == run.info.run_id and model.tags["crl.trial_id"] == run.data.tags["crl.trial_id"]
+        assert model.tags["crl.adapter_step"] == run.data.tags["crl.adapter_step"] == "4"
+        searched = run.data.tags["crl.searched"].split(",")
+        assert searched and {k: model.params[k] for k in searched} == {k: run.data.params[k] for k in searched}
+        assert sorted(m.step for m in model.metrics if m.key == "eval/score") == [2, 4]
+    assert len(client.search_logged_models([parent.info.experiment_id])) == 2
+    best_model = parent.data.tags["crl.best_model_uri"]
+    assert best_model.startswith("models:/") and best_model in out
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # what resolves models:/ URIs
+    model_dir = mlflow.artifacts.download_artifacts(best_model, dst_path=str(tmp_path / "model"))
+    with torch.no_grad():
+        from_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), model_dir)
+        assert not torch.allclose(from_model(input_ids=ids).logits, before)
 
     # secrets: a key named token and a value that looks like a hub token are logged nowhere
     for run in [parent, *runs]:
