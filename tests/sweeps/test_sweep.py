@@ -17,8 +17,8 @@ def _trial_runs(client, parent_run_id):
 def test_smoke_sweep_logs_child_runs_with_a_loadable_adapter(ray_local, sweep_yaml, tiny_model_dir, tmp_path,
                                                              capsys, monkeypatch):
     import mlflow
-    from mlflow.entities import LoggedModelStatus
     import torch
+    from mlflow.entities import LoggedModelStatus
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
