@@ -555,6 +555,7 @@ class TrialTracker:
         self.experiment_id, self.sweep_id, self.trial_id = spec.experiment_id, spec.sweep_id, trial_id
         self.model_params = loggable_params(_flatten(searched))
         self.model_id: str | None = None  # the trial's MLflow LoggedModel, created at its first evaluation
+        self.logged_models_supported = True  # False once the tracking server refused the LoggedModel API
         existing = trial_run_id(self.client, spec.experiment_id, spec.sweep_id, trial_id)
         if existing:
             self.run_id = existing
@@ -601,7 +602,7 @@ class TrialTracker:
         loses this: the adapter is still a run artifact."""
         from mlflow.exceptions import MlflowException
 
-        if self.model_id == "unsupported":
+        if not self.logged_models_supported:
             return None
         try:
             if self.model_id is None:
@@ -617,7 +618,7 @@ class TrialTracker:
             return self.model_id
         except MlflowException as exc:
             print(f"MLflow LoggedModel not available ({str(exc)[:200]}); the adapter stays a run artifact only")
-            self.model_id = "unsupported"
+            self.logged_models_supported = False
             return None
 
     def mark_resumed(self, step: int) -> None:
@@ -853,7 +854,13 @@ def _optuna_storage(cfg: SweepConfig):
 
 # A reused trial actor keeps its imports and (in-trial path) its loaded base model; on the Train-backed path
 # it is only the 0.1-CPU driver of the TorchTrainer, and reusing it saves its start-up all the same.
-REUSE_TRIAL_ACTORS = os.environ.get("CRL_REUSE_TRIAL_ACTORS", "1") != "0"
+def _reuse_trial_actors(value: str) -> bool:
+    if value not in ("0", "1"):
+        raise ConfigError(f"CRL_REUSE_TRIAL_ACTORS must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
+REUSE_TRIAL_ACTORS = _reuse_trial_actors(os.environ.get("CRL_REUSE_TRIAL_ACTORS", "1"))
 
 
 def _new_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: int, num_samples: int, callbacks):

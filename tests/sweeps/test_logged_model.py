@@ -13,6 +13,7 @@ def _tracker(client, experiment_id, run_id):
     tracker = TrialTracker.__new__(TrialTracker)  # the MLflow half only: no model, no trainer
     tracker.client, tracker.experiment_id, tracker.run_id = client, experiment_id, run_id
     tracker.sweep_id, tracker.trial_id, tracker.model_id = "s1", "t1", None
+    tracker.logged_models_supported = True
     tracker.model_params = {"triplet.margin_benign": "0.5"}
     return tracker
 

@@ -61,3 +61,11 @@ def test_credentials_are_filtered_from_params_and_redacted_from_configs():
     assert loggable_params(flat) == {"evaluation.max_new_tokens": "24", "triplet.margin_benign": "0.5"}
     assert redact_secrets({"tags": {"password": "p", "owner": "me"}}) == {"tags": {"password": "<redacted>",
                                                                                    "owner": "me"}}
+
+
+def test_a_malformed_actor_reuse_switch_is_rejected():
+    from sweeps.engine import _reuse_trial_actors
+
+    assert _reuse_trial_actors("1") is True and _reuse_trial_actors("0") is False
+    with pytest.raises(ConfigError, match="CRL_REUSE_TRIAL_ACTORS must be 0 or 1, got 'false'"):
+        _reuse_trial_actors("false")
