@@ -2,7 +2,7 @@
 
 Conventions shared by every loss here: hidden states are stacked ``[L, B, T, d]`` (selected layers,
 batch rows, tokens, hidden size); a token mask ``[B, T]`` marks the positions that count (1 = counts);
-distances and reductions run in float32 whatever the input dtype; averages are mask-weighted means
+distances and reductions run in at least float32 (float64 stays float64); averages are mask-weighted means
 over valid (layer, row, token) positions, and an all-masked input gives 0 with a grad path, never NaN.
 
 * :mod:`.distances` — ``distance(x, y, kind)``, ``DISTANCE_RANGES``, ``masked_mean``.

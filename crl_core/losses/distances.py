@@ -2,7 +2,8 @@
 
 All functions here are pure functions of tensors (no model code). Every distance is computed over the
 last dimension (the hidden size ``d``), broadcasts its two arguments against each other, and works in
-float32 whatever the input dtype (bf16 hidden states lose too much precision in norms and cosines).
+at least float32 whatever the input dtype (bf16 hidden states lose too much precision in norms and
+cosines; float64 stays float64, which the golden-trajectory tests use to pin the maths exactly).
 
 Distance kinds (``x`` is the point being moved, ``y`` the reference it is compared with):
 
@@ -59,8 +60,12 @@ DISTANCE_RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-def _f32(t: torch.Tensor) -> torch.Tensor:
-    return t if t.dtype == torch.float32 else t.float()
+def upcast(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in at least float32: half precision and integers go to float32, float32/float64 stay."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+_f32 = upcast  # the name the functions below use
 
 
 def cosine_similarity(x: torch.Tensor, y: torch.Tensor, eps: float = EPS) -> torch.Tensor:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from crl_core.losses.distances import upcast
+
 __all__ = ["kl_retain_loss"]
 
 
@@ -53,8 +55,8 @@ def kl_retain_loss(logits_current: torch.Tensor, logits_frozen: torch.Tensor, ma
     mask = mask.to(logits_current.device)
     valid = mask != 0
     weights = mask[valid].float()                                        # [N]
-    log_p = F.log_softmax(logits_current[valid].float() / temperature, dim=-1)          # [N, V]
-    log_q = F.log_softmax(logits_frozen.detach()[valid].float() / temperature, dim=-1)  # [N, V]
+    log_p = F.log_softmax(upcast(logits_current[valid]) / temperature, dim=-1)          # [N, V]
+    log_q = F.log_softmax(upcast(logits_frozen.detach()[valid]) / temperature, dim=-1)  # [N, V]
     kl = F.kl_div(log_p, log_q, reduction="none", log_target=True).sum(-1)             # [N]
     total = (kl * weights).sum() * temperature ** 2
     if reduction == "batchmean":

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from crl_core.config import ConfigBase, config_field
-from crl_core.losses.distances import check_hidden, distance, masked_mean
+from crl_core.losses.distances import check_hidden, distance, masked_mean, upcast
 
 __all__ = ["RepBendConfig", "pairwise_cosine_diversity", "repbend_loss"]
 
@@ -65,8 +65,8 @@ def pairwise_cosine_diversity(reps: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"reps must be [L, B, d], got shape {tuple(reps.shape)}")
     n_layers, batch, _ = reps.shape
     if batch < 2:
-        return reps.float().sum() * 0.0
-    unit = F.normalize(reps.float(), dim=-1, eps=1e-8)
+        return upcast(reps).sum() * 0.0
+    unit = F.normalize(upcast(reps), dim=-1, eps=1e-8)
     sim = unit @ unit.transpose(1, 2)                                     # [L, B, B]
     off = ~torch.eye(batch, dtype=torch.bool, device=reps.device)
     return (1.0 - sim[:, off]).mean()

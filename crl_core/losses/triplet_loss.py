@@ -47,7 +47,14 @@ from typing import Any
 import torch
 
 from crl_core.config import ConfigBase, ConfigError, config_field
-from crl_core.losses.distances import DISTANCE_KINDS, DISTANCE_RANGES, check_hidden, distance, masked_mean
+from crl_core.losses.distances import (
+    DISTANCE_KINDS,
+    DISTANCE_RANGES,
+    check_hidden,
+    distance,
+    masked_mean,
+    upcast,
+)
 
 __all__ = [
     "CENTROID_MODES",
@@ -145,8 +152,9 @@ def harmful_centroid(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     (with a grad path), never NaN. Masked positions must hold finite values (they are weighted by 0).
     """
     check_hidden("harmful_centroid", hidden, mask)
-    w = mask.to(device=hidden.device, dtype=torch.float32)
-    total = torch.einsum("lbtd,bt->ld", hidden.float(), w)
+    hidden = upcast(hidden)
+    w = mask.to(device=hidden.device, dtype=hidden.dtype)
+    total = torch.einsum("lbtd,bt->ld", hidden, w)
     denom = w.sum()
     return total / torch.where(denom != 0, denom, denom.new_ones(()))
 
@@ -169,7 +177,7 @@ class RunningCentroid:
     def update(self, batch_centroid: torch.Tensor, n_valid: int | float | torch.Tensor | None = None
                ) -> torch.Tensor:
         """Fold in one batch centroid ``[L, d]``; return the (detached, float32) running value."""
-        c = batch_centroid.detach().float()
+        c = upcast(batch_centroid.detach())
         if n_valid is not None and float(n_valid) == 0:
             return self.value if self.value is not None else c
         if self.value is None:
@@ -190,7 +198,7 @@ class RunningCentroid:
         self.momentum = float(state["momentum"])
         self.num_updates = int(state["num_updates"])
         value = state["value"]
-        self.value = None if value is None else value.detach().float().clone()
+        self.value = None if value is None else upcast(value.detach()).clone()
 
 
 def resolve_centroid(cfg: TripletLossConfig, harmful_hidden: torch.Tensor, harmful_mask: torch.Tensor,
@@ -299,7 +307,8 @@ def triplet_loss(cfg: TripletLossConfig,
         benign_centroid = centroid
 
     # a zero that keeps a (cheap) grad path, so total.backward() works even with α = β = 0
-    total = (harmful_cur[0, 0, 0, 0] if harmful_cur.numel() else harmful_cur.sum()).float() * 0.0
+    total = (harmful_cur[0, 0, 0, 0] if harmful_cur.numel() else harmful_cur.sum())
+    total = upcast(total) * 0.0
     zero = total.detach()
     parts: dict[str, torch.Tensor] = {}
     for name, weight, fn, args in (

@@ -14,7 +14,7 @@ def repbend(inp):
     cfg = inp.cfg.repbend
     last = inp.mask("harmful", "request_last")  # [B, T], one position per row
     harm_all = inp.hidden("harmful", inp.harmful_layers)  # [L, B, T, d]
-    last_reps = torch.einsum("lbtd,bt->lbd", harm_all, last)
+    last_reps = torch.einsum("lbtd,bt->lbd", harm_all, last.to(harm_all.dtype))
     total, parts = repbend_loss(cfg, inp.hidden("benign", inp.benign_layers),
                                 inp.hidden("benign", inp.benign_layers, reference=True), inp.mask("benign"),
                                 harm_all, inp.hidden("harmful", inp.harmful_layers, reference=True),

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import torch
 
+from crl_core.losses.distances import upcast
 from crl_core.registry import METHODS
 
 
 @METHODS.register("sft")
 def sft(inp):
     sl = inp.rows["retain"]
-    logits = inp.cur_logits[:, :-1].float()
+    logits = upcast(inp.cur_logits[:, :-1])
     labels = inp.batch["input_ids"][sl][:, 1:].masked_fill(inp.batch["response_mask"][sl][:, 1:] == 0, -100)
     ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100)
     return inp.cfg.retain.sft_weight * ce, {"ce": float(ce.detach())}

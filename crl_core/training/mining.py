@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from crl_core.chat import ChatEncoding, collate
+from crl_core.losses.distances import upcast
 from crl_core.perturbation import LayerPerturbation, attach_perturbation, frozen_parameters
 from crl_core.training.config import MiningSettings
 
@@ -54,7 +55,7 @@ class HardNegativeMiner:
         labels = batch["input_ids"].masked_fill(batch["response_mask"] == 0, -100)
         with frozen_parameters(model), attach_perturbation(model, self.block, self.module):
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            logits = out.logits[:, :-1].float()
+            logits = upcast(out.logits[:, :-1])
             loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
