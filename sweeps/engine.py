@@ -51,6 +51,19 @@ from crl_core.config import (
     save_resolved_config,
     to_dict,
 )
+from sweeps import failpoints
+from sweeps.durable import (
+    CONTINUE_KEY,
+    Continuation,
+    DurableOptunaSearch,
+    TellStudy,
+    effective_trial_id,
+    load_study,
+    plan_resume,
+    study_storage,
+    trial_params,
+    write_json_atomic,
+)
 
 __all__ = ["SweepConfig", "ParamSpec", "nest_dotted", "SweepSummary", "run_sweep", "validate_before_launch", "loggable_params",
            "redact_secrets", "trial_run_id", "TRAIN_PRESETS_DIR"]
@@ -613,6 +626,7 @@ class TrialTracker:
                 self.model_id = model.model_id
                 self.client.set_tag(self.run_id, LOGGED_MODEL_TAG, self.model_id)
             self.client.log_model_artifacts(self.model_id, str(adapter_dir))
+            failpoints.hit("adapter_upload")
             self.client.set_logged_model_tags(self.model_id, {"crl.adapter_step": str(step)})
             self.client.finalize_logged_model(self.model_id, "READY")
             return self.model_id
@@ -639,9 +653,11 @@ class CloseTrialRuns(tune.Callback):
 
     def _close(self, trial, status: str) -> None:
         client = _client(self.tracking_uri)
-        run_id = trial_run_id(client, self.experiment_id, self.sweep_id, trial.trial_id)
+        run_id = trial_run_id(client, self.experiment_id, self.sweep_id,
+                              effective_trial_id(trial.config, trial.trial_id))
         if run_id:
             client.set_tag(run_id, "crl.final_step", str((trial.last_result or {}).get("step", 0)))
+            failpoints.hit("mlflow_close")
             client.set_terminated(run_id, status)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -662,7 +678,7 @@ def run_trial_loop(spec: TrialSpec, config: dict[str, Any], trial_id: str, rank:
     from crl_core.models.adapters import save_adapter
     from crl_core.training import DefenseTrainer
 
-    searched = {k: spec.space[k].decode(v) for k, v in config.items()}
+    searched = {k: spec.space[k].decode(v) for k, v in trial_params(config).items()}
     trial_dir = Path(spec.trials_dir) / trial_id
     train_cfg = train_config_for(spec.base_train, searched, str(trial_dir))
     trainer = DefenseTrainer(train_cfg, log=print, rank=rank, world_size=world_size)
@@ -674,11 +690,13 @@ def run_trial_loop(spec: TrialSpec, config: dict[str, Any], trial_id: str, rank:
     every = spec.eval_every or train_cfg.steps
     pending: list[tuple[int, dict[str, float]]] = []
     resumed = resume_from is not None
+    reported = False
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
-        nonlocal pending, resumed
+        nonlocal pending, resumed, reported
         if tracker is None:
             if step % every == 0 or step == train_cfg.steps:
+                reported = True
                 report({"step": step}, None)
             return
         if resumed:
@@ -691,12 +709,19 @@ def run_trial_loop(spec: TrialSpec, config: dict[str, Any], trial_id: str, rank:
         adapter = save_adapter(trainer.model, trial_dir / "adapter", train_cfg.model.name,
                                extra={"method": train_cfg.method, "config_hash": config_hash(train_cfg), "steps": step})
         tracker.log_metrics(pending)
+        failpoints.hit("mlflow_metrics")
         pending = []
         tracker.log_evaluation(step, result, evaluation.spec, adapter)
         checkpoint = trainer.save_checkpoint(trial_dir / "checkpoint")
+        reported = True
         report({"step": step, **result}, checkpoint)  # may be the last thing this process does
 
     trainer.fit(resume_from=resume_from, on_step=on_step)
+    if not reported:  # resumed from the final checkpoint: its evaluation is logged, but Tune never had it
+        last = {} if tracker is None else {k[len("eval/"):]: v for k, v in
+                                           tracker.client.get_run(tracker.run_id).data.metrics.items()
+                                           if k.startswith("eval/")}
+        report({"step": trainer.step, **last}, None)
 
 
 def function_trial(config: dict[str, Any], spec: TrialSpec) -> None:
@@ -704,14 +729,19 @@ def function_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     import torch
 
     torch.set_num_threads(1)
-    trial_id = tune.get_context().get_trial_id()
-    checkpoint = tune.get_checkpoint()
+    trial_id = effective_trial_id(config, tune.get_context().get_trial_id())
+    checkpoint = tune.get_checkpoint()  # set after a failure within this segment; else a continuation's own
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None)
 
-    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext(None) as resume_from:
+    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext(_continued_from(config)) as resume_from:
         run_trial_loop(spec, config, trial_id, 0, 1, report, resume_from)
+
+
+def _continued_from(config: dict[str, Any]) -> str | None:
+    cont = config.get(CONTINUE_KEY)
+    return cont["checkpoint"] if cont else None
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:
@@ -725,7 +755,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(checkpoint_dir))
                          if checkpoint_dir else None)
 
-    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext(None) as resume_from:
+    fallback = contextlib.nullcontext(_continued_from(loop_config["params"]))
+    with checkpoint.as_directory() if checkpoint else fallback as resume_from:
         run_trial_loop(loop_config["spec"], loop_config["params"], loop_config["trial_id"],
                        ctx.get_world_rank(), ctx.get_world_size(), report, resume_from)
 
@@ -736,14 +767,15 @@ def train_backed_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    trial_id = tune.get_context().get_trial_id()
+    trial_id = effective_trial_id(config, tune.get_context().get_trial_id())
     res = spec.resources
     per_worker = {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if res.gpus_per_worker else {})}
     trainer = TorchTrainer(
         train_worker, train_loop_config={"spec": spec, "params": config, "trial_id": trial_id},
         scaling_config=ray.train.ScalingConfig(num_workers=res.workers, use_gpu=res.gpus_per_worker > 0,
                                                resources_per_worker=per_worker),
-        run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=spec.ray_storage,
+        run_config=ray.train.RunConfig(name=f"train-{tune.get_context().get_trial_id()}",  # new per segment
+                                       storage_path=spec.ray_storage,
                                        callbacks=[TuneReportCallback()],
                                        failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)))
@@ -823,7 +855,7 @@ def _sweep_state(cfg: SweepConfig, client) -> dict[str, Any]:
     state = {"sweep_id": sweep_id, "experiment_id": exp_id, "parent_run_id": parent.info.run_id}
     _log_sweep_config(client, parent.info.run_id, cfg)
     cfg.sweep_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(state, indent=2))
+    write_json_atomic(path, state)
     return state
 
 
@@ -843,13 +875,7 @@ def _segments(ray_storage: Path) -> list[Path]:
 
 
 def _trial_dirname(trial) -> str:
-    return f"trial_{trial.trial_id}"
-
-
-def _optuna_storage(cfg: SweepConfig):
-    import optuna
-
-    return optuna.storages.RDBStorage(f"sqlite:///{cfg.sweep_dir / 'optuna.db'}")
+    return f"trial_{effective_trial_id(trial.config, trial.trial_id)}"
 
 
 # A reused trial actor keeps its imports and (in-trial path) its loaded base model; on the Train-backed path
@@ -866,20 +892,19 @@ REUSE_TRIAL_ACTORS = _reuse_trial_actors(os.environ.get("CRL_REUSE_TRIAL_ACTORS"
 def _new_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: int, num_samples: int, callbacks):
     from optuna.samplers import TPESampler
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
     steps = int(spec.base_train.get("steps", 1))
     every = spec.eval_every or steps
     sampler = TPESampler(seed=cfg.seed + segment)  # another seed per segment: no replay of the startup draws
-    storage = _optuna_storage(cfg)
+    storage = study_storage(cfg.sweep_dir)
     if cfg.objective.kind == "multi":
         metric, mode = None, None
-        searcher = OptunaSearch(metric=[m for m, _ in MULTI_OBJECTIVES], mode=[d for _, d in MULTI_OBJECTIVES],
+        searcher = DurableOptunaSearch(metric=[m for m, _ in MULTI_OBJECTIVES], mode=[d for _, d in MULTI_OBJECTIVES],
                                 sampler=sampler, study_name=cfg.experiment, storage=storage)
         scheduler = None
     else:
         metric, mode = cfg.objective.metric, cfg.objective.mode
-        searcher = OptunaSearch(sampler=sampler, study_name=cfg.experiment, storage=storage)
+        searcher = DurableOptunaSearch(sampler=sampler, study_name=cfg.experiment, storage=storage)
         scheduler = ASHAScheduler(time_attr="step", max_t=steps, grace_period=every * cfg.objective.grace_rungs,
                                   reduction_factor=cfg.objective.reduction_factor)
     return tune.Tuner(
@@ -892,48 +917,28 @@ def _new_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: int, num_s
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
 
 
+def _continuation_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: int, todo: list[Continuation],
+                        callbacks):
+    """A segment that continues unfinished trials of earlier segments (no searcher, no scheduler: the
+    trials were suggested already, and ASHA's earlier decisions are not replayed, so each runs to the end)."""
+    metrics = [m for m, _ in MULTI_OBJECTIVES] if cfg.objective.kind == "multi" else [cfg.objective.metric]
+    return tune.Tuner(
+        trainable, param_space={CONTINUE_KEY: tune.grid_search([c.as_config() for c in todo])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=cfg.resources.max_concurrent_trials,
+                                    reuse_actors=REUSE_TRIAL_ACTORS, trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(name=f"segment-{segment}", storage_path=spec.ray_storage,
+                                  callbacks=[*callbacks, TellStudy(cfg.sweep_dir, cfg.experiment, metrics)],
+                                  failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+
+
 def _trials_in_study(cfg: SweepConfig) -> int:
     """Trials that count toward ``num_samples``: every study trial except failed ones (a trial that errored
-    without a result, or one orphaned by a killed driver)."""
-    import optuna
+    without a result, or one a killed driver had suggested but not started)."""
     from optuna.trial import TrialState
 
-    try:
-        study = optuna.load_study(study_name=cfg.experiment, storage=_optuna_storage(cfg))
-    except KeyError:  # no study yet
-        return 0
-    return sum(t.state != TrialState.FAIL for t in study.trials)
-
-
-ORPHAN_REASON = ("the sweep driver died after this trial started but before Ray Tune recorded it, so --resume "
-                 "could not continue it; a new trial takes its place")
-
-
-def reconcile_orphans(cfg: SweepConfig, client, state: dict[str, Any], log: Callable[[str], None]) -> list[str]:
-    """After a resume has finished every trial Ray Tune knows of, whatever is still RUNNING belongs to a
-    trial the killed driver had started but not yet snapshotted: its Optuna trial becomes FAIL (TPE ignores
-    it) and its MLflow run KILLED with a ``crl.orphaned`` tag (kept, never ranked). Only safe while no trial
-    of this sweep runs, which the driver lock guarantees. Returns the orphaned MLflow trial ids."""
-    import optuna
-    from optuna.trial import TrialState
-
-    try:
-        study = optuna.load_study(study_name=cfg.experiment, storage=_optuna_storage(cfg))
-        for t in study.trials:
-            if t.state == TrialState.RUNNING:
-                study.tell(t.number, state=TrialState.FAIL)
-                log(f"Optuna trial {t.number} of a killed driver marked FAIL")
-    except KeyError:
-        pass
-    orphaned = []
-    runs = client.search_runs([state["experiment_id"]], max_results=5000, filter_string=(
-        f"tags.`crl.sweep_id` = '{state['sweep_id']}' AND tags.`crl.role` = 'trial' AND attributes.status = 'RUNNING'"))
-    for run in runs:
-        client.set_tag(run.info.run_id, "crl.orphaned", ORPHAN_REASON)
-        client.set_terminated(run.info.run_id, "KILLED")
-        orphaned.append(run.data.tags.get("crl.trial_id", "?"))
-        log(f"trial {orphaned[-1]} (MLflow run {run.info.run_id}) was orphaned by a killed driver: marked KILLED")
-    return orphaned
+    study = load_study(cfg.sweep_dir, cfg.experiment)
+    return 0 if study is None else sum(t.state != TrialState.FAIL for t in study.trials)
 
 
 class DriverLock:
@@ -1055,19 +1060,68 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path) -> Path | None:
     return path
 
 
+class SweepFailed(RuntimeError):
+    """The sweep ran but produced nothing it exists for (no trial reached the objective); one line."""
+
+
+def _objective_keys(cfg: SweepConfig) -> list[str]:
+    return [m for m, _ in MULTI_OBJECTIVES] if cfg.objective.kind == "multi" else [cfg.objective.metric]
+
+
+def _mark_failed(client, state: dict[str, Any], cfg: SweepConfig, status: str, why: str) -> None:
+    """A sweep that failed after launch: parent run ``status`` with the reason; if no trial ever opened a
+    run, its ``sweep.json`` goes too, so the same command simply starts it again."""
+    with contextlib.suppress(Exception):  # never mask the original error
+        client.set_tag(state["parent_run_id"], "crl.failure", why[:4000])
+        client.set_terminated(state["parent_run_id"], status)
+        trials = client.search_runs([state["experiment_id"]], max_results=1, filter_string=(
+            f"tags.`crl.sweep_id` = '{state['sweep_id']}' AND tags.`crl.role` = 'trial'"))
+        if not trials and load_study(cfg.sweep_dir, cfg.experiment) is None:
+            (cfg.sweep_dir / "sweep.json").unlink(missing_ok=True)
+
+
+def _run_segments(cfg: SweepConfig, client, state: dict[str, Any], base_train: dict[str, Any], resume: bool,
+                  log: Callable[[str], None]) -> None:
+    """Continue the unfinished trials (on resume), then run the new ones, each batch a Tune segment."""
+    ray_storage = cfg.sweep_dir / "ray"
+    spec = TrialSpec(state["sweep_id"], state["experiment_id"], state["parent_run_id"], cfg.tracking_uri(),
+                     base_train, cfg.params(), cfg.evaluation, cfg.objective.eval_every,
+                     str(cfg.sweep_dir / "trials"), str(ray_storage), cfg.resources)
+    fn = train_backed_trial if cfg.resources.train_backed else function_trial
+    trainable = tune.with_parameters(fn, spec=spec)
+    trial_cpu = {"cpu": 0.1} if cfg.resources.train_backed else {"cpu": cfg.resources.cpus_per_worker}
+    trainable = tune.with_resources(trainable, trial_cpu)
+    callbacks = [CloseTrialRuns(cfg.tracking_uri(), state["experiment_id"], state["sweep_id"])]
+    segment = max((int(p.name.split("-")[1]) for p in _segments(ray_storage)), default=0)
+    if resume:
+        todo = plan_resume(cfg.sweep_dir, cfg.experiment, client, state, _objective_keys(cfg), log)
+        if todo:
+            segment += 1
+            log(f"continuing {len(todo)} unfinished trial(s) in segment {segment} of sweep {state['sweep_id']}")
+            _continuation_tuner(cfg, trainable, spec, segment, todo, callbacks).fit()
+    remaining = cfg.num_samples - _trials_in_study(cfg)
+    if remaining > 0:
+        segment += 1
+        log(f"running {remaining} new trial(s) in segment {segment} of sweep {state['sweep_id']}")
+        _new_tuner(cfg, trainable, spec, segment, remaining, callbacks).fit()
+
+
 def run_sweep(cfg: SweepConfig, resume: bool = False, log: Callable[[str], None] = print) -> SweepSummary:
-    """Validate, run (or resume) the sweep, then rank the trials and log the Pareto plot to the parent run."""
+    """Validate, run (or resume) the sweep, then rank the trials and log the Pareto plot to the parent run.
+    Raises :class:`SweepFailed` when no trial produced the objective (the parent run is then FAILED)."""
     t0 = time.time()
     base_train = validate_before_launch(cfg)
-    if (cfg.sweep_dir / "sweep.json").is_file() and not resume:
+    exists = (cfg.sweep_dir / "sweep.json").is_file()
+    if exists and not resume:
         raise ConfigError(f"a sweep named '{cfg.experiment}' already exists in {cfg.sweep_dir}: "
                           "pass --resume to continue it, or choose another --experiment")
+    if resume and not exists:
+        raise ConfigError(f"nothing to resume: no sweep named '{cfg.experiment}' in {cfg.sweep_dir.parent} "
+                          "(run without --resume to start it)")
     client = _client(cfg.tracking_uri())
-    # Tune snapshots which trials exist every 10+ s by default; a driver killed inside that window orphans
-    # the trials it started since (reconcile_orphans). A 2 s period narrows the window at a negligible cost.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     # each trial checkpoint forces a snapshot (num_to_keep=1): intended here, so not worth a warning each time
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    failpoints.install_tune_state_failpoint()  # a no-op unless bench/fault_matrix.py armed it
     started = _connect_ray(cfg)
     try:
         if not started or os.environ.get("RAY_ADDRESS"):
@@ -1075,47 +1129,43 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, log: Callable[[str], None]
             check_resources(cfg.resources, {k: cluster.get(k, 0.0) for k in ("CPU", "GPU")}, "the Ray cluster")
         with DriverLock(cfg.sweep_dir):
             state = _sweep_state(cfg, client)
-            ray_storage = cfg.sweep_dir / "ray"
-            spec = TrialSpec(state["sweep_id"], state["experiment_id"], state["parent_run_id"], cfg.tracking_uri(),
-                             base_train, cfg.params(), cfg.evaluation, cfg.objective.eval_every,
-                             str(cfg.sweep_dir / "trials"), str(ray_storage), cfg.resources)
-            fn = train_backed_trial if cfg.resources.train_backed else function_trial
-            trainable = tune.with_parameters(fn, spec=spec)
-            trial_cpu = {"cpu": 0.1} if cfg.resources.train_backed else {"cpu": cfg.resources.cpus_per_worker}
-            trainable = tune.with_resources(trainable, trial_cpu)
-            callbacks = [CloseTrialRuns(cfg.tracking_uri(), state["experiment_id"], state["sweep_id"])]
-            segments = _segments(ray_storage)
-            if resume and segments and tune.Tuner.can_restore(str(segments[-1])):
-                log(f"resuming {segments[-1]} (finished trials are kept)")
-                tune.Tuner.restore(str(segments[-1]), trainable=trainable, resume_unfinished=True,
-                                   resume_errored=True).fit()
-            if resume:
-                reconcile_orphans(cfg, client, state, log)
-            remaining = cfg.num_samples - _trials_in_study(cfg)
-            if remaining > 0:
-                segment = len(segments) + 1
-                log(f"running {remaining} new trial(s) in segment {segment} of sweep {state['sweep_id']}")
-                _new_tuner(cfg, trainable, spec, segment, remaining, callbacks).fit()
-            rows = _collect_rows(client, state, cfg)
-            png = plot_pareto(rows, cfg.sweep_dir / "pareto.png")
-            if png:
-                client.log_artifact(state["parent_run_id"], str(png))
-            if rows and rows[0]["score"] is not None:
-                best = rows[0]
-                client.set_tag(state["parent_run_id"], "crl.best_trial_id", best["trial_id"])
-                client.set_tag(state["parent_run_id"], "crl.best_adapter_uri", best["adapter_uri"])
-                if best["model_uri"]:
-                    client.set_tag(state["parent_run_id"], "crl.best_model_uri", best["model_uri"])
+            try:
+                _run_segments(cfg, client, state, base_train, resume, log)
+                rows = _collect_rows(client, state, cfg)
+                png = plot_pareto(rows, cfg.sweep_dir / "pareto.png")
+                if png:
+                    client.log_artifact(state["parent_run_id"], str(png))
+            except KeyboardInterrupt:
+                _mark_failed(client, state, cfg, "KILLED", "interrupted (KeyboardInterrupt); --resume continues it")
+                raise
+            except BaseException as exc:
+                _mark_failed(client, state, cfg, "FAILED", f"{type(exc).__name__}: {exc}")
+                raise
+            keys = _objective_keys(cfg)
+            scored = [r for r in rows if all(r.get(k) is not None for k in keys)]
+            if not scored:
+                counts = ", ".join(f"{n} {st}" for st, n in sorted(
+                    {st: sum(r["status"] == st for r in rows) for st in {r["status"] for r in rows}}.items()))
+                why = (f"sweep {state['sweep_id']}: no trial produced the objective {'/'.join(keys)} "
+                       f"({len(rows)} trial run(s){': ' + counts if rows else ''}); the trials' errors are in "
+                       f"{cfg.sweep_dir / 'ray'} (error.txt per trial), parent MLflow run {state['parent_run_id']}")
+                _mark_failed(client, state, cfg, "FAILED", why)
+                if rows:
+                    log(format_table(rows))
+                raise SweepFailed(why)
+            best = rows[0]
+            client.set_tag(state["parent_run_id"], "crl.best_trial_id", best["trial_id"])
+            client.set_tag(state["parent_run_id"], "crl.best_adapter_uri", best["adapter_uri"])
+            if best["model_uri"]:
+                client.set_tag(state["parent_run_id"], "crl.best_model_uri", best["model_uri"])
             client.set_terminated(state["parent_run_id"], "FINISHED")
     finally:
         if started:
             ray.shutdown()
     summary = SweepSummary(state["sweep_id"], state["parent_run_id"], rows, png, time.time() - t0)
     log(format_table(rows))
-    if summary.best:
-        model = f", MLflow model {summary.best['model_uri']}" if summary.best["model_uri"] else ""
-        log(f"best trial {summary.best['trial_id']}: adapter {summary.best['adapter_uri']}{model} "
-            f"(local copy {summary.best['trial_dir']}/adapter)")
+    model = f", MLflow model {best['model_uri']}" if best["model_uri"] else ""
+    log(f"best trial {best['trial_id']}: adapter {best['adapter_uri']}{model} (local copy {best['trial_dir']}/adapter)")
     if png:
         log(f"Pareto plot: {png} (also on the parent run {state['parent_run_id']})")
     log(f"sweep {state['sweep_id']}: {len(rows)} trials, {summary.wall_s:.0f} s")

@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:  # `python sweeps/margin_sweep.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
 from crl_core.config import ConfigError, apply_overrides, load_config, load_yaml  # noqa: E402
-from sweeps.engine import SweepConfig, nest_dotted, run_sweep  # noqa: E402
+from sweeps.engine import SweepConfig, SweepFailed, nest_dotted, run_sweep  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "sweeps" / "configs" / "organism.yaml"
 SMOKE_CONFIG = ROOT / "sweeps" / "configs" / "smoke.yaml"
@@ -91,6 +91,9 @@ def main(argv=None) -> int:
     except (ConfigError, ValueError) as exc:  # ModelLoadError is a ValueError too
         print(f"margin_sweep: error: {exc}", file=sys.stderr)
         return 2
+    except SweepFailed as exc:  # ran, but no trial produced the objective: the parent run is FAILED
+        print(f"margin_sweep: sweep failed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,7 +4,13 @@ from pathlib import Path
 
 from crl_core.config import ConfigError
 from crl_core.training.config import TrainConfig
-from crl_core.training.trainer import DefenseTrainer, StepInputs, TrainingDivergedError, train
+from crl_core.training.trainer import (
+    DefenseTrainer,
+    StepInputs,
+    TrainingDivergedError,
+    complete_checkpoint_step,
+    train,
+)
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs" / "train"
 
@@ -25,4 +31,4 @@ def preset_path(name: str) -> Path:
 
 
 __all__ = ["TrainConfig", "DefenseTrainer", "StepInputs", "TrainingDivergedError", "train", "preset_names",
-           "preset_path", "PRESETS_DIR"]
+           "preset_path", "PRESETS_DIR", "complete_checkpoint_step"]

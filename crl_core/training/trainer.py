@@ -90,6 +90,29 @@ def _set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+CHECKPOINT_MANIFEST = "checkpoint.json"
+
+
+def write_checkpoint_manifest(folder: Path, step: int) -> None:
+    """Write, last, ``checkpoint.json``: the step and every file's size. A copy of the folder (Ray Tune
+    persists checkpoints file by file, in no set order) is complete only if that list checks out."""
+    files = {str(f.relative_to(folder)): f.stat().st_size for f in sorted(folder.rglob("*"))
+             if f.is_file() and f.name != CHECKPOINT_MANIFEST}
+    (folder / CHECKPOINT_MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
+
+
+def complete_checkpoint_step(folder: str | Path) -> int | None:
+    """The step of the checkpoint in ``folder`` if it is complete (manifest present, every file it lists
+    there at its recorded size), else None. Cheap: reads no tensor."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / CHECKPOINT_MANIFEST).read_text())
+        ok = all((folder / name).stat().st_size == size for name, size in manifest["files"].items())
+        return int(manifest["step"]) if ok and "trainer_state.pt" in manifest["files"] else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class DefenseTrainer:
     def __init__(self, cfg: TrainConfig, model=None, tokenizer=None, log: Callable[[str], None] = print,
                  rank: int = 0, world_size: int = 1) -> None:
@@ -273,6 +296,7 @@ class DefenseTrainer:
                  "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                  "config_hash": config_hash(self.cfg), "history": self.history}
         torch.save(state, tmp / "trainer_state.pt")
+        write_checkpoint_manifest(tmp, self.step)
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)

@@ -1,6 +1,7 @@
 """The sweep driver killed mid-sweep (SIGKILL, with the local Ray it started), then ``--resume``: finished
-trials are not rerun, no trial gets a second MLflow run, and the sweep ends with ``num_samples`` trials.
-Plus the two pieces that make it safe: the one-driver lock and the orphan reconciliation."""
+trials are not rerun, no trial gets a second MLflow run, and the sweep ends with ``num_samples`` trials,
+even when the kill tore Tune's own snapshot files (a resume reads only the sweep's durable state).
+Plus the pieces that make it safe: the one-driver lock and the reconciliation of the study with MLflow."""
 
 import json
 import os
@@ -18,7 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from crl_core.config import ConfigError
 from sweeps import margin_sweep
-from sweeps.engine import DriverLock, SweepConfig, reconcile_orphans
+from sweeps.durable import TRIAL_ID_ATTR, plan_resume
+from sweeps.engine import DriverLock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,18 +48,6 @@ def _evaluated(db: Path, run_id: str) -> bool:
         con.close()
 
 
-def _tune_snapshot(segment: Path) -> dict[str, str]:
-    """Trial id -> status in the newest experiment state Tune has written (what a resume restores)."""
-    states = sorted(segment.glob("experiment_state-*.json"))
-    if not states:
-        return {}
-    try:
-        data = json.loads(states[-1].read_text())
-    except (OSError, ValueError):  # being written
-        return {}
-    return {(t := json.loads(item[0]))["trial_id"]: t["status"] for item in data["trial_data"]}
-
-
 def test_a_killed_driver_resumes_without_rerunning_or_duplicating_trials(ray_local, sweep_yaml, tmp_path):
     path = sweep_yaml(num_samples=3, train={"overrides": {"steps": 12}},
                       objective={"eval_every": 2, "grace_rungs": 6},  # no ASHA stop: every trial runs 12 steps
@@ -70,16 +60,12 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_trials(ray_loc
         driver = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "margin_sweep.py"), "--config", str(path)],
                                   env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        # kill mid-sweep: a trial has finished, and the next one has evaluated (so it has a checkpoint) and
-        # is in Tune's latest snapshot of the experiment (so the resume knows it; the other case, a trial
-        # the driver started too late to record, is the reconcile test below)
+        # kill mid-sweep: a trial has finished, and the next one has evaluated (so it has a checkpoint)
         deadline = time.time() + 300
         while True:
             rows = _trial_rows(db)
-            snapshot = _tune_snapshot(tmp_path / "sweeps" / "tiny" / "ray" / "segment-1")
             finished = [r for r in rows if r[1] == "FINISHED"]
-            in_flight = [r for r in rows if r[1] == "RUNNING" and snapshot.get(r[2]) == "RUNNING"
-                         and _evaluated(db, r[0])]
+            in_flight = [r for r in rows if r[1] == "RUNNING" and _evaluated(db, r[0])]
             if finished and in_flight:
                 break
             assert driver.poll() is None, f"the driver ended before it could be killed:\n{(tmp_path / 'driver.log').read_text()[-3000:]}"
@@ -93,6 +79,12 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_trials(ray_loc
         except ProcessLookupError:
             pass
         shutil.rmtree(ray_tmp, ignore_errors=True)
+    # what a kill inside Tune's snapshot write leaves (issue 11): every snapshot file torn to 0 bytes
+    torn = [f for pattern in ("experiment_state-*.json", "searcher-state-*.pkl", "search_gen_state-*.json")
+            for f in (tmp_path / "sweeps" / "tiny" / "ray").glob(f"segment-*/{pattern}")]
+    assert torn, "Tune wrote no snapshot to tear"
+    for f in torn:
+        f.write_bytes(b"")
     before_kill = {trial: run_id for run_id, status, trial in _trial_rows(db) if status == "FINISHED"}
     interrupted = {trial: run_id for run_id, status, trial in in_flight}
     client = MlflowClient(f"sqlite:///{db}")
@@ -140,27 +132,65 @@ def test_a_second_driver_on_the_same_sweep_is_refused(tmp_path):
         pass
 
 
-def test_reconcile_marks_what_a_killed_driver_left_running(tmp_path):
+def _fake_checkpoint(folder: Path, step: int, torn: bool = False) -> Path:
+    from crl_core.training.trainer import write_checkpoint_manifest
+
+    (folder / "adapter").mkdir(parents=True)
+    (folder / "adapter" / "adapter_model.safetensors").write_bytes(b"x" * 64)
+    (folder / "trainer_state.pt").write_bytes(b"y" * 32)
+    write_checkpoint_manifest(folder, step)
+    if torn:  # a copy cut short: the manifest arrived, a file did not (fully)
+        (folder / "trainer_state.pt").write_bytes(b"y" * 5)
+    return folder
+
+
+def test_plan_resume_reconciles_the_study_with_mlflow_and_finds_the_newest_complete_checkpoint(tmp_path):
     import optuna
+    from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState
 
-    cfg = SweepConfig(experiment="orphans", storage_dir=str(tmp_path / "sweeps"),
-                      search_space={"triplet": {"margin_benign": {"type": "uniform", "low": 0.0, "high": 1.0}}})
-    cfg.sweep_dir.mkdir(parents=True)
-    study = optuna.create_study(study_name="orphans", storage=f"sqlite:///{cfg.sweep_dir / 'optuna.db'}")
-    study.tell(study.ask(), 0.5)
-    study.ask()  # suggested, never told: the driver died
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = client.create_experiment("orphans", artifact_location=str(tmp_path / "mlruns"))
-    tags = {"crl.sweep_id": "s1", "crl.role": "trial"}
-    finished = client.create_run(exp, tags={**tags, "crl.trial_id": "a"}).info.run_id
-    client.set_terminated(finished, "FINISHED")
-    left = client.create_run(exp, tags={**tags, "crl.trial_id": "b"}).info.run_id
-    other_sweep = client.create_run(exp, tags={**tags, "crl.sweep_id": "s2", "crl.trial_id": "c"}).info.run_id
+    sweep_dir = tmp_path / "sweeps" / "s"
+    sweep_dir.mkdir(parents=True)
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{sweep_dir / 'optuna.db'}", direction="maximize")
+    dist = {"x": FloatDistribution(0.0, 1.0)}
 
-    assert reconcile_orphans(cfg, client, {"experiment_id": exp, "sweep_id": "s1"}, log=lambda m: None) == ["b"]
-    assert client.get_run(left).info.status == "KILLED" and "crl.orphaned" in client.get_run(left).data.tags
-    assert client.get_run(finished).info.status == "FINISHED"
+    def ask(trial_id=None):
+        t = study.ask(fixed_distributions=dist)
+        if trial_id:
+            t.set_user_attr(TRIAL_ID_ATTR, trial_id)
+        return t
+
+    study.tell(ask("a"), 0.5)           # finished everywhere
+    ask()                               # suggested, never handed to a trial
+    c = ask("c")                        # interrupted mid-training
+    ask("d")                            # its run was closed, the study never heard
+    study.tell(ask("e"), 0.7)           # told, but its run was left open
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.create_experiment("s", artifact_location=str(tmp_path / "mlruns"))
+
+    def run(trial_id, sweep="s1"):
+        return client.create_run(exp, tags={"crl.sweep_id": sweep, "crl.role": "trial", "crl.trial_id": trial_id}).info.run_id
+
+    runs = {t: run(t) for t in "acdef"}
+    other_sweep = run("c", sweep="s2")
+    client.set_terminated(runs["a"], "FINISHED")
+    client.log_metric(runs["d"], "eval/score", 0.25, step=4)
+    client.set_terminated(runs["d"], "FINISHED")
+    _fake_checkpoint(sweep_dir / "ray" / "segment-1" / "trial_c" / "checkpoint_000000", step=2)
+    _fake_checkpoint(sweep_dir / "ray" / "segment-1" / "trial_c" / "checkpoint_000001", step=6, torn=True)
+    _fake_checkpoint(sweep_dir / "trials" / "c" / "checkpoint", step=4)
+
+    todo = plan_resume(sweep_dir, "s", client, {"experiment_id": exp, "sweep_id": "s1"}, ["score"], log=lambda m: None)
+
+    assert [(t.trial_id, t.number, t.step) for t in todo] == [("c", c.number, 4)]  # the torn step-6 copy is skipped
+    assert todo[0].checkpoint == str(sweep_dir / "trials" / "c" / "checkpoint") and todo[0].params == c.params
+    trials = optuna.load_study(study_name="s", storage=study._storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING,
+                                         TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[3].value == 0.25  # told from the run's last evaluation
+    status = {t: client.get_run(r).info.status for t, r in runs.items()}
+    assert status == {"a": "FINISHED", "c": "RUNNING", "d": "FINISHED", "e": "FINISHED", "f": "KILLED"}
+    assert "crl.orphaned" in client.get_run(runs["f"]).data.tags  # no study trial names it
     assert client.get_run(other_sweep).info.status == "RUNNING"  # another sweep's trial is left alone
-    assert [t.state for t in optuna.load_study(study_name="orphans", storage=study._storage).trials] == [
-        TrialState.COMPLETE, TrialState.FAIL]
+    assert plan_resume(sweep_dir, "s", client, {"experiment_id": exp, "sweep_id": "s1"}, ["score"],
+                       log=lambda m: None)[0].trial_id == "c"  # idempotent
