@@ -51,6 +51,7 @@ from crl_core.config import (
     save_resolved_config,
     to_dict,
 )
+from crl_core.redaction import loggable_params, redact_secrets, redact_text, redact_uri
 from sweeps import failpoints
 from sweeps.durable import (
     CONTINUE_KEY,
@@ -297,39 +298,13 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): data}
 
 
-# --------------------------------------------------------------------------------------- secrets
-_SECRET_KEY = re.compile(r"(^|[._-])(token|secret|password|passwd|api[_-]?key|access[_-]?key|credentials?|auth)$",
-                         re.IGNORECASE)
-_SECRET_VALUE = re.compile(r"^(hf_[A-Za-z0-9]{8,}|sk-[A-Za-z0-9_-]{8,}|gh[pousr]_[A-Za-z0-9]{8,}|github_pat_\w+|"
-                           r"AKIA[0-9A-Z]{12,}|xox[abprs]-[\w-]+)|-----BEGIN [A-Z ]*PRIVATE KEY")
-
-
-def _is_secret(key: str, value: Any) -> bool:
-    return bool(_SECRET_KEY.search(key)) or (isinstance(value, str) and bool(_SECRET_VALUE.search(value)))
-
-
-def loggable_params(flat: dict[str, Any]) -> dict[str, str]:
-    """Flattened params safe to log: keys that name credentials and values that look like one are dropped."""
-    return {k: str(v)[:6000] for k, v in flat.items() if not _is_secret(k, v)}
-
-
-def redact_secrets(data: Any, key: str = "") -> Any:
-    """A copy of a nested config with credential-looking entries replaced by ``<redacted>``."""
-    if isinstance(data, dict):
-        return {k: redact_secrets(v, f"{key}.{k}" if key else str(k)) for k, v in data.items()}
-    if isinstance(data, list):
-        return [redact_secrets(v, key) for v in data]
-    return "<redacted>" if _is_secret(key, data) else data
-
-
 # ----------------------------------------------------------------------------------- validation
-def _model_depth(model_name: str) -> int:
+def _model_config(model_name: str):
     from transformers import AutoConfig
 
     from crl_core.models.loading import resolve_model_path
 
-    path = resolve_model_path(model_name)
-    return int(AutoConfig.from_pretrained(path).num_hidden_layers)
+    return AutoConfig.from_pretrained(resolve_model_path(model_name))
 
 
 def _check_layers(train_cfg, depth: int) -> None:
@@ -343,20 +318,21 @@ def _check_layers(train_cfg, depth: int) -> None:
 
 
 def _check_tracking(uri: str) -> None:
+    shown = redact_uri(uri)  # never echo a password
     if uri.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as resp:
                 if resp.status != 200:
-                    raise ConfigError(f"tracking.uri: {uri}/health answered HTTP {resp.status}")
+                    raise ConfigError(f"tracking.uri: {shown}/health answered HTTP {resp.status}")
         except (urllib.error.URLError, OSError) as exc:
-            raise ConfigError(f"tracking.uri: the MLflow server at {uri} is not reachable: {exc}") from None
+            raise ConfigError(f"tracking.uri: the MLflow server at {shown} is not reachable: {redact_text(str(exc))}") from None
         return
     if uri.startswith("sqlite:///"):
         folder = Path(uri[len("sqlite:///"):]).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"tracking.uri: cannot create {folder} for {uri}: {exc}") from None
+            raise ConfigError(f"tracking.uri: cannot create {folder} for {shown}: {exc}") from None
         if not os.access(folder, os.W_OK):
             raise ConfigError(f"tracking.uri: {folder} is not writable")
     from mlflow.tracking import MlflowClient
@@ -364,7 +340,7 @@ def _check_tracking(uri: str) -> None:
     try:
         MlflowClient(uri).search_experiments(max_results=1)
     except Exception as exc:  # mlflow raises many kinds; any of them means "unusable"
-        raise ConfigError(f"tracking.uri: cannot use {uri}: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(f"tracking.uri: cannot use {shown}: {type(exc).__name__}: {redact_text(str(exc))}") from None
 
 
 def check_resources(res: ResourceSettings, available: dict[str, float], where: str) -> None:
@@ -382,6 +358,68 @@ def _local_resources(res: ResourceSettings) -> dict[str, float]:
     import torch
 
     return {"CPU": float(res.num_cpus or os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+
+
+def _check_storage(cfg: SweepConfig) -> None:
+    """``storage_dir`` must be (or be creatable as) a writable folder; nothing is created here."""
+    root = Path(cfg.storage_dir).expanduser().resolve()
+    for path in (cfg.sweep_dir, root):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"storage_dir: {path} exists and is not a folder")
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"storage_dir: {existing} (on the way to {root}) is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"storage_dir: {existing} is not writable, so {root} cannot be created or used")
+
+
+def _check_budget(cfg: SweepConfig, steps: int) -> None:
+    every = cfg.objective.eval_every
+    if every > steps:
+        raise ConfigError(f"objective.eval_every: {every} is more than the {steps} training steps of a trial")
+    grace = (every or steps) * cfg.objective.grace_rungs
+    if cfg.objective.kind == "single" and grace > steps:
+        raise ConfigError(f"objective.grace_rungs: {cfg.objective.grace_rungs} rungs of {every or steps} steps = "
+                          f"{grace} steps, more than the {steps} steps of a trial (ASHA's grace period must fit)")
+    if cfg.evaluation.kind == "organism":
+        from crl_core.evaluation import evaluation_config_for
+
+        try:
+            evaluation_config_for("organism", {"attacks": list(cfg.evaluation.attacks), "split": cfg.evaluation.split,
+                                               "limit": cfg.evaluation.limit})
+        except ConfigError as exc:
+            raise ConfigError(f"evaluation.{exc}") from None
+
+
+def _memory_floor_bytes(train_cfg, model_cfg) -> int:
+    """A lower bound on one trial's training memory: the weights, the hidden states of every layer for the
+    adapted and the frozen pass, and the retain rows' logits of both (activations inside blocks, optimizer
+    state and the evaluation come on top)."""
+    d = train_cfg.data
+    rows, t = d.batch_benign + d.batch_harmful + d.batch_retain, d.max_length
+    width = 2 if train_cfg.model.dtype in ("bfloat16", "float16") else 4
+    layers, hidden = int(model_cfg.num_hidden_layers), int(model_cfg.hidden_size)
+    vocab = int(model_cfg.vocab_size)
+    n_params = layers * 12 * hidden * hidden + 2 * vocab * hidden  # a transformer's usual count
+    return int(n_params * width + 2 * rows * t * hidden * (layers + 1) * width + 2 * d.batch_retain * t * vocab * 4)
+
+
+def _check_memory(cfg: SweepConfig, train_cfg, model_cfg) -> None:
+    """Refuse a batch that cannot fit: only for trials on this machine's CPUs (a GPU or a cluster's nodes
+    are not visible from the driver before launch)."""
+    if os.environ.get("RAY_ADDRESS") or cfg.resources.train_backed:
+        return
+    import psutil
+
+    concurrent = min(cfg.resources.max_concurrent_trials, cfg.num_samples)
+    need = _memory_floor_bytes(train_cfg, model_cfg) * concurrent
+    available = psutil.virtual_memory().available
+    if need > available:
+        d = train_cfg.data
+        raise ConfigError(f"train.data: batches of {d.batch_benign}+{d.batch_harmful}+{d.batch_retain} rows x "
+                          f"{d.max_length} tokens need at least {need / 2**30:.1f} GiB for {concurrent} concurrent "
+                          f"trial(s), this machine has {available / 2**30:.1f} GiB available; lower the batch "
+                          "sizes, data.max_length or resources.max_concurrent_trials")
 
 
 def validate_before_launch(cfg: SweepConfig) -> dict[str, Any]:
@@ -408,7 +446,11 @@ def validate_before_launch(cfg: SweepConfig) -> dict[str, Any]:
     if cfg.evaluation.kind == "organism" and name != "organism" and not (Path(name) / "payloads.jsonl").is_file():
         raise ConfigError(f"evaluation.kind: 'organism' judges the organism's payloads, but the model is '{name}'; "
                           "use evaluation.kind=proxy for other models")
-    depth = _model_depth(name)
+    _check_storage(cfg)
+    _check_budget(cfg, base_cfg.steps)
+    model_cfg = _model_config(name)
+    depth = int(model_cfg.num_hidden_layers)
+    _check_memory(cfg, base_cfg, model_cfg)
     layer_keys = [k for k in params if k.startswith(LAYER_KEYS)]
     for combo in itertools.product(*(params[k].bounds() for k in layer_keys)):
         values = dict(zip(layer_keys, combo))
@@ -1072,7 +1114,7 @@ def _mark_failed(client, state: dict[str, Any], cfg: SweepConfig, status: str, w
     """A sweep that failed after launch: parent run ``status`` with the reason; if no trial ever opened a
     run, its ``sweep.json`` goes too, so the same command simply starts it again."""
     with contextlib.suppress(Exception):  # never mask the original error
-        client.set_tag(state["parent_run_id"], "crl.failure", why[:4000])
+        client.set_tag(state["parent_run_id"], "crl.failure", redact_text(why)[:4000])
         client.set_terminated(state["parent_run_id"], status)
         trials = client.search_runs([state["experiment_id"]], max_results=1, filter_string=(
             f"tags.`crl.sweep_id` = '{state['sweep_id']}' AND tags.`crl.role` = 'trial'"))

@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:  # `python sweeps/margin_sweep.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
 from crl_core.config import ConfigError, apply_overrides, load_config, load_yaml  # noqa: E402
+from crl_core.redaction import redact_text  # noqa: E402
 from sweeps.engine import SweepConfig, SweepFailed, nest_dotted, run_sweep  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "sweeps" / "configs" / "organism.yaml"
@@ -56,6 +57,8 @@ def load_sweep_config(args: argparse.Namespace) -> SweepConfig:
     base: dict = {"search_space": nest_dotted(SEARCH_SPACE)}
     for path in [args.config] + ([SMOKE_CONFIG] if args.smoke else []):
         layer = load_yaml(path)
+        if not layer:
+            raise ConfigError(f"{path}: the file is empty (no sweep settings); start from {DEFAULT_CONFIG}")
         if isinstance(layer.get("search_space"), dict):
             layer["search_space"] = nest_dotted(layer["search_space"])
         base = apply_overrides(base, layer)
@@ -89,10 +92,10 @@ def main(argv=None) -> int:
             cfg = pick_experiment(cfg, args.resume)
         run_sweep(cfg, resume=args.resume)
     except (ConfigError, ValueError) as exc:  # ModelLoadError is a ValueError too
-        print(f"margin_sweep: error: {exc}", file=sys.stderr)
+        print(f"margin_sweep: error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     except SweepFailed as exc:  # ran, but no trial produced the objective: the parent run is FAILED
-        print(f"margin_sweep: sweep failed: {exc}", file=sys.stderr)
+        print(f"margin_sweep: sweep failed: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     return 0
 

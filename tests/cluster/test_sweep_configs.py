@@ -1,5 +1,7 @@
 """sweeps/configs/llama3-8b.yaml and smollm2.yaml through the recipe's own loader and the engine's checks."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from crl_core.config import ConfigError
@@ -19,9 +21,10 @@ def _load(path, *overrides):
 
 @pytest.fixture
 def offline_llama(monkeypatch, tmp_path):
-    """validate_before_launch without the hub, a GPU or a cluster: the depth is the published 32, and
+    """validate_before_launch without the hub, a GPU or a cluster: the shape is the published one (32 blocks), and
     RAY_ADDRESS skips the check against this machine (the cluster check runs in test_simulated_cluster)."""
-    monkeypatch.setattr(engine, "_model_depth", lambda name: LLAMA3_8B_BLOCKS)
+    llama = SimpleNamespace(num_hidden_layers=LLAMA3_8B_BLOCKS, hidden_size=4096, vocab_size=128256)
+    monkeypatch.setattr(engine, "_model_config", lambda name: llama)
     monkeypatch.setenv("RAY_ADDRESS", "ray://not-contacted:10001")
     return lambda *o: _load(LLAMA, f"storage_dir={tmp_path / 'sweeps'}",
                             f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", *o)

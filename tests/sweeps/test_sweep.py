@@ -7,6 +7,7 @@ from mlflow.tracking import MlflowClient
 from sweeps import margin_sweep
 
 SECRET = "hf_abcdefghijklmnopqrstuv"
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # a secret by value only: no known prefix
 
 
 def _trial_runs(client, parent_run_id):
@@ -22,7 +23,7 @@ def test_smoke_sweep_logs_child_runs_with_a_loadable_adapter(ray_local, sweep_ya
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    path = sweep_yaml(tracking={"tags": {"token": "plain-value", "owner": SECRET, "team": "crl"}})
+    path = sweep_yaml(tracking={"tags": {"token": "plain-value", "owner": SECRET, "team": "crl", "note": AWS_SECRET}})
     assert margin_sweep.main(["--config", str(path)]) == 0
     out = capsys.readouterr().out
     state = json.loads((tmp_path / "sweeps" / "tiny" / "sweep.json").read_text())
@@ -78,10 +79,10 @@ def test_smoke_sweep_logs_child_runs_with_a_loadable_adapter(ray_local, sweep_ya
     for run in [parent, *runs]:
         data = client.get_run(run.info.run_id).data
         assert "token" not in data.tags and "tracking.tags.token" not in data.params
-        assert SECRET not in json.dumps([data.params, data.tags])
+        assert SECRET not in json.dumps([data.params, data.tags]) and AWS_SECRET not in json.dumps([data.params, data.tags])
     config_artifact = client.download_artifacts(parent.info.run_id, "sweep_config.json", str(tmp_path / "cfg"))
     text = open(config_artifact).read()
-    assert SECRET not in text and "plain-value" not in text and '"team": "crl"' in text
+    assert SECRET not in text and AWS_SECRET not in text and "plain-value" not in text and '"team": "crl"' in text
 
 
 def test_resume_reruns_nothing_and_adds_the_missing_trials(ray_local, sweep_yaml, tmp_path):

@@ -3,7 +3,8 @@
 import pytest
 
 from crl_core.config import ConfigError, load_config, load_yaml
-from sweeps.engine import SweepConfig, loggable_params, redact_secrets, run_sweep, validate_before_launch
+from crl_core.redaction import loggable_params, redact_secrets
+from sweeps.engine import SweepConfig, run_sweep, validate_before_launch
 
 
 def _config(path, *overrides) -> SweepConfig:
@@ -69,3 +70,64 @@ def test_a_malformed_actor_reuse_switch_is_rejected():
     assert _reuse_trial_actors("1") is True and _reuse_trial_actors("0") is False
     with pytest.raises(ConfigError, match="CRL_REUSE_TRIAL_ACTORS must be 0 or 1, got 'false'"):
         _reuse_trial_actors("false")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"train": {"overrides": {"optim": {"lr": float("nan")}}}}, r"optim\.lr: expected a finite number, got nan"),
+    ({"search_space": {"optim.lr": {"type": "loguniform", "low": float("nan"), "high": 1e-3}}},
+     r"search_space\.optim\.lr\.low: expected a finite number"),
+    ({"objective": {"eval_every": 50}}, r"objective\.eval_every: 50 is more than the 4 training steps"),
+    ({"objective": {"eval_every": 2, "grace_rungs": 3}}, r"objective\.grace_rungs: 3 rungs of 2 steps = 6 steps"),
+    ({"train": {"overrides": {"data": {"batch_benign": 100000, "batch_harmful": 100000, "batch_retain": 100000,
+                                       "max_length": 4096}}}}, r"need at least [0-9.]+ GiB .* available"),
+])
+def test_bad_input_fails_before_ray_starts_with_one_line(sweep_yaml, tmp_path, changes, message):
+    cfg_path = sweep_yaml(**changes)
+    with pytest.raises(ConfigError, match=message) as info:
+        run_sweep(_config(cfg_path))
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "sweeps").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_an_unknown_attack_fails_before_ray_starts(tmp_path):
+    from sweeps.margin_sweep import load_sweep_config, parse_args
+
+    cfg = load_sweep_config(parse_args(["--smoke", "evaluation.attacks=[nosuch]", f"storage_dir={tmp_path / 's'}",
+                                        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"]))
+    with pytest.raises(ConfigError, match=r"evaluation\.attacks: unknown attack 'nosuch'"):
+        run_sweep(cfg)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("kind", ["file", "readonly"])
+def test_an_unusable_storage_dir_fails_before_ray_starts(sweep_yaml, tmp_path, kind):
+    import os
+
+    if kind == "file":
+        target = tmp_path / "a-file"
+        target.write_text("x")
+        storage, message = target / "sweeps", "is a file, not a folder"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes anywhere: a read-only folder cannot be simulated")
+        target = tmp_path / "ro"
+        target.mkdir(mode=0o500)
+        storage, message = target / "sweeps", "is not writable"
+    with pytest.raises(ConfigError, match=message):
+        run_sweep(_config(sweep_yaml(storage_dir=str(storage))))
+
+
+def test_a_storage_dir_that_is_a_file_is_refused(sweep_yaml, tmp_path):
+    target = tmp_path / "store"
+    target.write_text("x")
+    with pytest.raises(ConfigError, match="exists and is not a folder"):
+        run_sweep(_config(sweep_yaml(storage_dir=str(target))))
+
+
+def test_an_empty_sweep_yaml_says_so(tmp_path, capsys):
+    from sweeps import margin_sweep
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("\n# nothing here\n")
+    assert margin_sweep.main(["--config", str(empty)]) == 2
+    assert f"{empty}: the file is empty" in capsys.readouterr().err

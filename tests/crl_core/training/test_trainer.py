@@ -60,6 +60,27 @@ def test_golden_loss_trajectory(key, tiny_setup):
     assert golden_trajectory(key, tiny_setup) == pytest.approx(GOLDEN[key], rel=GOLDEN_REL, abs=1e-12)
 
 
+@pytest.mark.parametrize("capability", ["default", "avx2", "avx512"])
+def test_golden_trajectories_hold_under_every_cpu_capability(capability):
+    """The same pins with torch's kernels forced to another instruction set (a capability above what the
+    CPU has falls back to the best it has): what a CI machine of another CPU would compute."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    code = ("import json, sys; sys.path[:0] = [sys.argv[1]]; import torch; torch.set_num_threads(1); "
+            "from conftest import _tiny_setup; from test_trainer import golden_trajectory; "
+            "print(json.dumps({k: golden_trajectory(k, _tiny_setup) for k in ('circuit_breaker', 'crl_mining')}))")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability)
+    out = subprocess.run([sys.executable, "-c", code, str(here)], env=env, capture_output=True, text=True,
+                         timeout=600, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    for key, losses in got.items():
+        assert losses == pytest.approx(GOLDEN[key], rel=GOLDEN_REL, abs=1e-12), key
+
+
 def test_mining_replaces_harmful_states_when_the_gate_is_open(tiny_setup):
     model, tok, cfg = tiny_setup(steps=4, mining=MINING)
     tr = DefenseTrainer(cfg, model=model, tokenizer=tok, log=lambda m: None)
