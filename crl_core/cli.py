@@ -20,7 +20,19 @@ def _cmd_model_prepare(args: argparse.Namespace) -> int:
     from crl_core.models.smollm2 import prepare_smollm2
 
     path = prepare_smollm2(force=args.force)
+    from crl_core.models.portable import register_base
+
+    register_base("smollm2")  # adapters on it then load with AutoPeftModelForCausalLM, offline
     print(path)
+    return 0
+
+
+def _cmd_model_register(args: argparse.Namespace) -> int:
+    from crl_core.models.portable import register_base
+
+    base = register_base(args.name)
+    where = f"revision {base.revision}" if base.revision else "a hub id: nothing to register"
+    print(f"{args.name} -> {base.repo_id} ({where})")
     return 0
 
 
@@ -111,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("name", help="smollm2")
     prep.add_argument("--force", action="store_true", help="rebuild even if cached")
     prep.set_defaults(func=_cmd_model_prepare)
+    reg = model.add_parser("register", help="make adapters on a local base loadable by AutoPeftModelForCausalLM "
+                                            "here (the base goes into the Hugging Face cache under its portable id)")
+    reg.add_argument("name", help="organism, smollm2, or a local model folder")
+    reg.set_defaults(func=_cmd_model_register)
     info = model.add_parser("info", help="load a model and print its shape")
     info.add_argument("name", help="organism, smollm2, a local folder, or a hub id")
     info.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub repo")

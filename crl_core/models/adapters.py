@@ -1,7 +1,9 @@
 """Save and load LoRA adapters (peft, safetensors) with a record of the base model they belong to.
 
 ``save_adapter`` writes the peft folder plus ``crl_adapter.json`` holding the base model's name and
-fingerprint (architecture numbers and a hash of the first rows of its embedding table). ``load_adapter``
+fingerprint (architecture numbers and a hash of the first rows of its embedding table), and points
+``adapter_config.json`` at the base's portable id (``crl_core.models.portable``), so
+``AutoPeftModelForCausalLM.from_pretrained(folder)`` works offline on any checkout that registered it. ``load_adapter``
 refuses an adapter whose recorded fingerprint differs from the model it is loaded onto, and turns
 peft's shape-mismatch errors into one clear message. A plain ``peft.PeftModel.from_pretrained`` can
 load every adapter written here.
@@ -41,7 +43,12 @@ def save_adapter(peft_model, folder: str | Path, base_name: str, extra: dict | N
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(folder, safe_serialization=True)
-    meta = {"base_model": base_name, "base_fingerprint": base_fingerprint(peft_model), **(extra or {})}
+    from crl_core.models.portable import make_adapter_portable
+
+    base = make_adapter_portable(folder, base_name)  # no absolute path of this machine in adapter_config.json
+    meta = {"base_model": base_name if not Path(base_name).is_absolute() else base.repo_id,
+            "base_repo_id": base.repo_id, "base_revision": base.revision,
+            "base_fingerprint": base_fingerprint(peft_model), **(extra or {})}
     (folder / ADAPTER_META).write_text(json.dumps(meta, indent=2))
     return folder
 

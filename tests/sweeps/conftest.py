@@ -27,6 +27,9 @@ def ray_local():
     """One local Ray (2 CPUs, dashboard on: Train V2 needs the State API) shared by every sweep test."""
     import ray
 
+    from sweeps.engine import bind_local_ray_to_loopback
+
+    bind_local_ray_to_loopback()  # as the sweep's own local Ray: nothing listens beyond 127.0.0.1
     RAY_TMP.mkdir(parents=True, exist_ok=True)
     os.environ["RAY_TMPDIR"] = str(RAY_TMP)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")

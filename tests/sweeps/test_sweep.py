@@ -1,6 +1,7 @@
 """End-to-end sweeps on a tiny model through real Ray Tune and a real MLflow sqlite store."""
 
 import json
+from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
@@ -26,6 +27,9 @@ def test_smoke_sweep_logs_child_runs_with_a_loadable_adapter(ray_local, sweep_ya
     path = sweep_yaml(tracking={"tags": {"token": "plain-value", "owner": SECRET, "team": "crl", "note": AWS_SECRET}})
     assert margin_sweep.main(["--config", str(path)]) == 0
     out = capsys.readouterr().out
+    # a quiet console: one line per trial event, none of Tune's tables, hints or colour codes
+    assert "Trial status" not in out and "TensorBoard" not in out and "\x1b[" not in out
+    assert out.count(" started: ") == 2 and out.count(" finished") == 2
     state = json.loads((tmp_path / "sweeps" / "tiny" / "sweep.json").read_text())
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -74,6 +78,14 @@ def test_smoke_sweep_logs_child_runs_with_a_loadable_adapter(ray_local, sweep_ya
     with torch.no_grad():
         from_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), model_dir)
         assert not torch.allclose(from_model(input_ids=ids).logits, before)
+
+    # portable: trial params and tags name folders relative to the sweep storage, adapters no local base path
+    for run in runs:
+        data = client.get_run(run.info.run_id).data
+        assert str(tmp_path) not in json.dumps([data.params, data.tags])
+        assert data.tags["crl.trial_dir"] == data.params["output_dir"] == f"tiny/trials/{data.tags['crl.trial_id']}"
+    adapter_config = json.loads((Path(model_dir) / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"].startswith("crl-sweep/") and len(adapter_config["revision"]) == 40
 
     # secrets: a key named token and a value that looks like a hub token are logged nowhere
     for run in [parent, *runs]:
