@@ -12,6 +12,8 @@ group, so a SIGKILL takes the driver and the local Ray it started, as a real cra
   (``sweeps/failpoints.py``) kills it inside that write on a drawn pass (``PASSES``), so the window is
   reached on purpose instead of by luck (the Tune snapshot window is ~0.07% of the time).
 
+A kill before the sweep wrote ``sweep.json`` (during the pre-flight checks) leaves nothing to resume:
+``--resume`` then says so (exit 2) and the case reruns the original command, counted apart.
 Per case it logs the phase of the kill (the failpoint, or for random kills what the durable state held at
 that moment: finished / running trial runs) and whether the resume exited 0. Totals: resumed,
 finished-not-rerun (every trial run that was FINISHED at the kill keeps its run id, status and evaluation
@@ -186,6 +188,9 @@ def run_case(kind: str, case_dir: Path, model_dir: Path, rng: random.Random, cle
     else:
         row["resume_exit"], row["resume_wall_s"], _ = run_driver(cfg, case_dir, "resume.log", True, None, None, timeout=900)
         row["resume_wall_s"] = round(row["resume_wall_s"], 1)
+        row["restarted"] = row["resume_exit"] == 2 and "nothing to resume" in (case_dir / "resume.log").read_text()
+        if row["restarted"]:  # killed before the sweep existed (sweep.json): nothing durable, so run it again
+            row["resume_exit"], _, _ = run_driver(cfg, case_dir, "rerun.log", False, None, None, timeout=900)
     runs = trial_runs(db)
     per_trial = Counter(trial for _, _, trial in runs)
     row["duplicate_runs"] = sum(n - 1 for n in per_trial.values() if n > 1)
@@ -236,7 +241,8 @@ def main(argv=None) -> int:
     killed = [r for r in rows if r["phase"]["driver_killed"]]
     summary = {
         "cases": len(rows), "killed": len(killed),
-        "resumed": sum(r["resume_exit"] == 0 for r in killed),
+        "resumed": sum(r["resume_exit"] == 0 and not r.get("restarted") for r in killed),
+        "restarted_nothing_durable": sum(bool(r.get("restarted")) and r["resume_exit"] == 0 for r in killed),
         "finished_not_rerun": sum(not r["finished_rerun"] for r in killed),
         "duplicate_mlflow_runs": sum(r["duplicate_runs"] for r in rows),
         "optuna_complete_cases": sum(r["optuna"].get("COMPLETE", 0) + r["optuna"].get("PRUNED", 0) == NUM_SAMPLES
@@ -249,7 +255,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"summary": summary, "cases": rows}, indent=2))
-    print(f"killed {summary['killed']} of {summary['cases']} cases; resumed {summary['resumed']}/{summary['killed']}; "
+    print(f"killed {summary['killed']} of {summary['cases']} cases; resumed {summary['resumed']}/{summary['killed']} "
+          f"(+{summary['restarted_nothing_durable']} killed before the sweep existed, rerun from scratch); "
           f"finished trials not rerun in {summary['finished_not_rerun']}/{summary['killed']}; duplicate MLflow "
           f"runs {summary['duplicate_mlflow_runs']}; Optuna ended with {NUM_SAMPLES} finished trials and none "
           f"RUNNING in {summary['optuna_complete_cases']}/{summary['cases']}")

@@ -25,6 +25,7 @@ QUIET_ENV = {
     "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",     # ProgressLog prints one line per error instead of a traceback
     "RAY_AIR_NEW_OUTPUT": "0",              # Tune's newer console prints its experiment header even at verbose=0
     "MLFLOW_LOGGING_LEVEL": "WARNING",      # read when mlflow is imported: the database-creation INFO lines
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # the "View run ... at" lines of an HTTP tracking store
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",
 }

@@ -67,6 +67,7 @@ from sweeps.durable import (
     trial_params,
     write_json_atomic,
 )
+from sweeps.tracking import RetryingClient, find_or_create
 
 __all__ = ["SweepConfig", "ParamSpec", "nest_dotted", "SweepSummary", "run_sweep", "validate_before_launch", "loggable_params",
            "redact_secrets", "trial_run_id", "TRAIN_PRESETS_DIR"]
@@ -342,6 +343,23 @@ def _check_layers(train_cfg, depth: int) -> None:
         raise ConfigError(f"mining.block_max: {train_cfg.mining.block_max} is past the model's {depth} blocks")
 
 
+@contextlib.contextmanager
+def _sqlite_schema_lock(uri: str):
+    """For a ``sqlite:///`` store: an ``flock`` on ``<db>.lock`` while MLflow creates or migrates its schema
+    (two first runs against a new store at once: the second failed inside alembic's migration)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    with open(f"{uri[len('sqlite:///'):]}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _check_tracking(uri: str) -> None:
     shown = redact_uri(uri)  # never echo a password
     if uri.startswith(("http://", "https://")):
@@ -363,7 +381,8 @@ def _check_tracking(uri: str) -> None:
     from mlflow.tracking import MlflowClient
 
     try:
-        MlflowClient(uri).search_experiments(max_results=1)
+        with _sqlite_schema_lock(uri):  # the first use creates the schema: one process at a time
+            MlflowClient(uri).search_experiments(max_results=1)
     except Exception as exc:  # mlflow raises many kinds; any of them means "unusable"
         raise ConfigError(f"tracking.uri: cannot use {shown}: {type(exc).__name__}: {redact_text(str(exc))}") from None
 
@@ -589,10 +608,8 @@ def evaluate(evaluation, trainer) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------ MLflow runs
-def _client(uri: str):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(uri)
+def _client(uri: str) -> RetryingClient:
+    return RetryingClient(uri)  # every call survives a tracking-server outage (sweeps/tracking.py)
 
 
 def trial_run_id(client, experiment_id: str, sweep_id: str, trial_id: str) -> str | None:
@@ -642,10 +659,11 @@ class TrialTracker:
             self.model_id = self.client.get_run(existing).data.tags.get(LOGGED_MODEL_TAG)
             self.client.update_run(existing, status=RunStatus.to_string(RunStatus.RUNNING))
             return
-        run = self.client.create_run(spec.experiment_id, run_name=f"trial-{trial_id}", tags={
-            MLFLOW_PARENT_RUN_ID: spec.parent_run_id, "crl.sweep_id": spec.sweep_id, "crl.trial_id": trial_id,
-            "crl.role": "trial"})
-        self.run_id = run.info.run_id
+        self.run_id = find_or_create(  # a create retried after a lost answer must not make a second run
+            self.client, lambda: trial_run_id(self.client, spec.experiment_id, spec.sweep_id, trial_id),
+            lambda: self.client.raw.create_run(spec.experiment_id, run_name=f"trial-{trial_id}", tags={
+                MLFLOW_PARENT_RUN_ID: spec.parent_run_id, "crl.sweep_id": spec.sweep_id, "crl.trial_id": trial_id,
+                "crl.role": "trial"}).info.run_id)
         data_desc = json.dumps(trainer.data.description, sort_keys=True, default=str)
         # folders relative to the sweep's storage root, so the runs name no path of this machine
         trial_dir = os.path.relpath(train_cfg.output_dir, Path(spec.trials_dir).parents[1])
@@ -920,9 +938,12 @@ def _connect_ray(cfg: SweepConfig) -> bool:
     if ray.is_initialized():
         return False
     if os.environ.get("RAY_ADDRESS"):
+        print(f"joining the Ray cluster at {redact_uri(os.environ['RAY_ADDRESS'])}", flush=True)
         ray.init(address=os.environ["RAY_ADDRESS"], logging_level=logging.WARNING)
     else:
-        ray.init(**local_ray_options(int(_local_resources(cfg.resources)["CPU"]), cfg.resources.train_backed))
+        cpus = int(_local_resources(cfg.resources)["CPU"])
+        print(f"starting a local Ray ({cpus} CPUs, listening on 127.0.0.1 only)", flush=True)
+        ray.init(**local_ray_options(cpus, cfg.resources.train_backed))
     return True
 
 

@@ -3,18 +3,23 @@ a killed worker resuming from its checkpoint, and a real ``mlflow server`` used 
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeps import margin_sweep
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -112,3 +117,64 @@ def test_sweep_against_a_real_mlflow_server(ray_local, sweep_yaml, tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def _start_mlflow_server(port: int, tmp_path):
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return server
+        except OSError:
+            assert time.time() < deadline, "mlflow server did not start"
+            time.sleep(1)
+
+
+def test_an_mlflow_outage_mid_sweep_warns_retries_and_loses_nothing(sweep_yaml, tmp_path):
+    """The tracking server dies after the first evaluation and comes back 25 s later: the driver (its own
+    local Ray, as `python sweeps/margin_sweep.py`) prints a warning, retries, and every trial run ends
+    FINISHED with its full evaluation history and its adapter."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = _start_mlflow_server(port, tmp_path)
+    path = sweep_yaml(num_samples=2, train={"overrides": {"steps": 8}}, objective={"eval_every": 2, "grace_rungs": 4},
+                      tracking={"uri": url, "artifact_root": ""})
+    ray_tmp = tempfile.mkdtemp(prefix="crl-ml-")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "HF_HUB_OFFLINE": "1"}
+    env.pop("RAY_ADDRESS", None)
+    log = tmp_path / "driver.log"
+    driver = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "margin_sweep.py"), "--config", str(path)],
+                              env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while "step 2:" not in log.read_text():  # the first evaluation reached the server
+            assert driver.poll() is None, log.read_text()[-3000:]
+            assert time.time() < deadline, "no evaluation in time"
+            time.sleep(0.2)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+        time.sleep(25)
+        server = _start_mlflow_server(port, tmp_path)
+        assert driver.wait(timeout=600) == 0, log.read_text()[-4000:]
+        out = log.read_text()
+        assert f"warning: MLflow at {url} is unreachable" in out and "answers again after" in out
+        client = MlflowClient(url)
+        exp = client.get_experiment_by_name("tiny")
+        runs = client.search_runs([exp.experiment_id], filter_string="tags.`crl.role` = 'trial'")
+        assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+        for run in runs:
+            assert [m.step for m in client.get_metric_history(run.info.run_id, "eval/score")] == [2, 4, 6, 8]
+            files = {f.path for f in client.list_artifacts(run.info.run_id, "adapter")}
+            assert "adapter/adapter_model.safetensors" in files
+    finally:
+        for proc in (driver, server):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -131,3 +131,17 @@ def test_an_empty_sweep_yaml_says_so(tmp_path, capsys):
     empty.write_text("\n# nothing here\n")
     assert margin_sweep.main(["--config", str(empty)]) == 2
     assert f"{empty}: the file is empty" in capsys.readouterr().err
+
+
+def test_first_runs_against_a_new_sqlite_store_at_once_all_succeed(tmp_path):
+    """Without the schema lock two of three such processes failed inside alembic's migration."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = (f"import sys; sys.path.insert(0, {str(root)!r}); from sweeps.engine import _check_tracking; "
+            f"_check_tracking('sqlite:///{tmp_path / 'new.db'}')")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(e[-500:] for e in errors)
