@@ -19,7 +19,7 @@ from typing import Any
 
 from ray import tune
 
-__all__ = ["quiet_driver", "quiet_trial_process", "ProgressLog", "trial_log"]
+__all__ = ["quiet_driver", "quiet_trial_process", "ProgressLog", "trial_log", "drop_torn_snapshot_copy"]
 
 QUIET_ENV = {
     "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",     # ProgressLog prints one line per error instead of a traceback
@@ -41,6 +41,9 @@ def quiet_driver(local_ray: bool) -> None:
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     for name in ("ray", "ray.tune", "ray.train", "mlflow", "alembic", "optuna"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    snapshot_logger = logging.getLogger("ray.tune.execution.experiment_state")
+    if drop_torn_snapshot_copy not in snapshot_logger.filters:
+        snapshot_logger.addFilter(drop_torn_snapshot_copy)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -48,6 +51,15 @@ def quiet_driver(local_ray: bool) -> None:
 
 def _drop_auth_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+def drop_torn_snapshot_copy(record: logging.LogRecord) -> bool:
+    """Tune's background copy of its snapshot folder races with its own rename of a ``.<uuid>-tmp-...``
+    file and logs a FileNotFoundError traceback at the end of a good sweep. Harmless (the sweep never
+    reads that snapshot: sweeps/durable.py), so dropped; any other sync failure is kept."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (record.getMessage().startswith("Saving experiment state to storage")
+                and isinstance(exc, FileNotFoundError) and "-tmp-" in str(exc))
 
 
 def quiet_trial_process() -> None:
@@ -71,6 +83,8 @@ def trial_log(message: str) -> None:
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, (bool, list, tuple)):
+        return str(value)
     try:
         return f"{float(value):.4g}"
     except (TypeError, ValueError):
@@ -90,15 +104,16 @@ class ProgressLog(tune.Callback):
 
     METRICS = ("score", "asr", "benign_accuracy", "over_refusal")
 
-    def __init__(self, name_of, max_step: int) -> None:
+    def __init__(self, name_of, max_step: int, decode=None) -> None:
         self.name_of, self.max_step = name_of, max_step  # name_of(trial) -> the trial's id in MLflow
+        self.decode = decode or (lambda params: params)  # Tune-encoded searched values -> their own form
         self.t0 = time.time()
 
     def _say(self, trial, text: str) -> None:
         print(f"[{time.time() - self.t0:6.0f} s] trial {self.name_of(trial)} {text}", flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        params = trial.config.get("crl_continue", {}).get("params", trial.config)
+        params = self.decode(trial.config.get("crl_continue", {}).get("params", trial.config))
         self._say(trial, "started: " + " ".join(f"{k}={_short(v)}" for k, v in sorted(params.items())))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):

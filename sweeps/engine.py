@@ -1206,7 +1206,8 @@ def _run_segments(cfg: SweepConfig, client, state: dict[str, Any], base_train: d
     trial_cpu = {"cpu": 0.1} if cfg.resources.train_backed else {"cpu": cfg.resources.cpus_per_worker}
     trainable = tune.with_resources(trainable, trial_cpu)
     callbacks = [CloseTrialRuns(cfg.tracking_uri(), state["experiment_id"], state["sweep_id"]),
-                 ProgressLog(lambda t: effective_trial_id(t.config, t.trial_id), int(base_train.get("steps", 1)))]
+                 ProgressLog(lambda t: effective_trial_id(t.config, t.trial_id), int(base_train.get("steps", 1)),
+                             decode=lambda params: {k: spec.space[k].decode(v) for k, v in params.items()})]
     segment = max((int(p.name.split("-")[1]) for p in _segments(ray_storage)), default=0)
     if resume:
         todo = plan_resume(cfg.sweep_dir, cfg.experiment, client, state, _objective_keys(cfg), log)
