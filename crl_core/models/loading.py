@@ -39,7 +39,7 @@ def hub_offline() -> bool:
 class ModelSpec(ConfigBase):
     name: str = config_field("organism", help="'organism', 'smollm2', a local folder, or a hub id")
     dtype: Literal["float32", "bfloat16", "float16"] = config_field(
-        "float32", help="weights dtype; representation distances are always computed in float32")
+        "float32", help="weights dtype; representation distances run in at least float32 (float64 stays float64)")
     revision: str | None = config_field(None, help="hub revision (ignored for local folders)")
     trust_remote_code: bool = config_field(False, help="run model code shipped with a hub repo (off by default)")
     padding_side: Literal["left", "right"] = config_field(
