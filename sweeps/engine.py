@@ -805,9 +805,11 @@ def run_trial_loop(spec: TrialSpec, config: dict[str, Any], trial_id: str, rank:
 
     trainer.fit(resume_from=resume_from, on_step=on_step)
     if not reported:  # resumed from the final checkpoint: its evaluation is logged, but Tune never had it
-        last = {} if tracker is None else {k[len("eval/"):]: v for k, v in
-                                           tracker.client.get_run(tracker.run_id).data.metrics.items()
-                                           if k.startswith("eval/")}
+        last = {}
+        if tracker is not None:
+            tracker.mark_resumed(trainer.step)
+            last = {k[len("eval/"):]: v for k, v in tracker.client.get_run(tracker.run_id).data.metrics.items()
+                    if k.startswith("eval/")}
         report({"step": trainer.step, **last}, None)
 
 

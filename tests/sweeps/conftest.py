@@ -39,6 +39,25 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_placement_groups():
+    """After each test on the shared Ray: remove placement groups a test's trials left behind (a Train-backed
+    trial whose worker was killed can leave one), so they cannot starve the next test's trials."""
+    yield
+    import ray
+
+    if not ray.is_initialized():
+        return
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    for pg_id, info in placement_group_table().items():
+        if info.get("state") not in ("REMOVED",):
+            try:
+                remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_id))))
+            except Exception:  # already gone
+                pass
+
+
 @pytest.fixture
 def sweep_yaml(tmp_path, tiny_model_dir):
     """Write a tiny-model sweep YAML (proxy objective) with ``changes`` deep-merged; returns its path."""
