@@ -7,7 +7,9 @@ steps, 2 trials at a time, no ASHA stop) started as ``python sweeps/margin_sweep
 group, so a SIGKILL takes the driver and the local Ray it started, as a real crash does. Then
 ``--resume`` runs once, unharmed, and the case is checked from the durable state (MLflow + Optuna):
 
-- ``random``: SIGKILL after a uniformly drawn delay within the sweep's measured wall time;
+- ``random``: SIGKILL at a uniformly drawn moment of the sweep's life: from the appearance of its
+  ``sweep.json`` (before that, pre-flight checks only: nothing exists to resume) to 95% of the rest of the
+  unharmed run's wall time;
 - ``tune_state``, ``mlflow_close``, ``mlflow_metrics``, ``adapter_upload``: a failpoint
   (``sweeps/failpoints.py``) kills it inside that write on a drawn pass (``PASSES``), so the window is
   reached on purpose instead of by luck (the Tune snapshot window is ~0.07% of the time).
@@ -111,8 +113,11 @@ def eval_history(db: Path, run_id: str) -> list[tuple[int, float]]:
 
 
 def run_driver(cfg: Path, case_dir: Path, log_name: str, resume: bool, kill_after: float | None,
-               failpoint: str | None, timeout: float) -> tuple[int | None, float, bool]:
-    """Run the driver in its own process group; returns (exit code or None if killed, wall, killed)."""
+               failpoint: str | None, timeout: float, clock_from: Path | None = None,
+               seen: dict | None = None) -> tuple[int | None, float, bool]:
+    """Run the driver in its own process group; returns (exit code or None if killed, wall, killed).
+    ``kill_after`` counts from the moment ``clock_from`` exists (from the start without it); ``seen`` gets
+    the second at which it appeared."""
     ray_tmp = tempfile.mkdtemp(prefix="crl-fm-")  # short: Ray's socket paths must fit in 107 bytes
     env = dict(os.environ, RAY_TMPDIR=ray_tmp, HF_HUB_OFFLINE="1")
     env.pop("RAY_ADDRESS", None)
@@ -125,10 +130,15 @@ def run_driver(cfg: Path, case_dir: Path, log_name: str, resume: bool, kill_afte
             cmd = [sys.executable, "-c", _FAILPOINT_LAUNCHER, *cmd[1:]]
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         killed = False
+        clock = None if clock_from is not None else t0
         try:
             while proc.poll() is None:
                 elapsed = time.time() - t0
-                if kill_after is not None and elapsed >= kill_after:
+                if clock is None and clock_from.exists():
+                    clock = time.time()
+                    if seen is not None:
+                        seen["at_s"] = clock - t0
+                if kill_after is not None and clock is not None and time.time() - clock >= kill_after:
                     os.killpg(proc.pid, signal.SIGKILL)
                     killed = True
                     break
@@ -169,10 +179,11 @@ def run_case(kind: str, case_dir: Path, model_dir: Path, rng: random.Random, cle
     case_dir.mkdir(parents=True)
     cfg = write_sweep_yaml(case_dir, model_dir)
     db = case_dir / "mlflow.db"
-    if kind == "random":
-        delay = rng.uniform(0.05, 0.95) * clean_wall
-        code, wall, killed = run_driver(cfg, case_dir, "driver.log", False, delay, None, timeout=900)
-        phase = {"kill_after_s": round(delay, 2)}
+    if kind == "random":  # a moment while the sweep exists (from its sweep.json on) and runs
+        delay = rng.uniform(0.0, 0.95) * clean_wall
+        code, wall, killed = run_driver(cfg, case_dir, "driver.log", False, delay, None, timeout=900,
+                                        clock_from=case_dir / "sweeps" / "fault" / "sweep.json")
+        phase = {"kill_after_sweep_json_s": round(delay, 2)}
     else:
         nth = rng.randint(*PASSES[kind])
         code, wall, killed = run_driver(cfg, case_dir, "driver.log", False, None, f"{kind}:{nth}", timeout=900)
@@ -222,11 +233,15 @@ def main(argv=None) -> int:
         model_dir = make_tiny_model(work / "tiny-model")
         clean = work / "clean"
         clean.mkdir()
-        code, clean_wall, _ = run_driver(write_sweep_yaml(clean, model_dir), clean, "driver.log", False, None, None, 900)
+        seen: dict = {}
+        code, clean_total, _ = run_driver(write_sweep_yaml(clean, model_dir), clean, "driver.log", False, None, None,
+                                          900, clock_from=clean / "sweeps" / "fault" / "sweep.json", seen=seen)
+        clean_wall = clean_total - seen.get("at_s", 0.0)  # the part of the run after the sweep exists
         if code != 0:
             print((clean / "driver.log").read_text()[-3000:], file=sys.stderr)
             raise SystemExit("fault_matrix: the unharmed sweep failed; nothing to measure")
-        print(f"unharmed sweep: {clean_wall:.1f} s wall (random kills are drawn within it)", flush=True)
+        print(f"unharmed sweep: {clean_total:.1f} s wall, {clean_wall:.1f} s of it after sweep.json appeared "
+              "(random kills are drawn within that part)", flush=True)
         kinds = ["random"] * args.random + [w for w in args.windows.split(",") if w for _ in range(args.per_window)]
         rows = []
         for i, kind in enumerate(kinds):

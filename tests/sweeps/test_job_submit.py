@@ -41,6 +41,9 @@ def _submit(path: Path, env_vars: dict[str, str]) -> subprocess.CompletedProcess
     ray_tmp = tempfile.mkdtemp(prefix="crl-job-", dir="/tmp")  # Ray's socket paths must stay short
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "token", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)
+    # a cluster started with `ray start` is not the sweep's own single-machine Ray: drop the switch the shared
+    # test Ray set in this process (with it the head's job agent never registers: "No available agent")
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     dashboard = _free_port()
     # --block keeps the head in this process group, so it is stopped below without `ray stop` (which would
     # also stop any other Ray on the machine, e.g. the one the other sweep tests share)
