@@ -53,12 +53,17 @@ def _submit(path: Path, env_vars: dict[str, str]) -> subprocess.CompletedProcess
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_dashboard(dashboard)
-        return subprocess.run(
-            [str(bin_dir / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}",
-             "--working-dir", str(REPO),
-             "--runtime-env-json", json.dumps({"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1", **env_vars}}),
-             "--", "python", "sweeps/margin_sweep.py", "--config", str(path)],
-            env=env, capture_output=True, text=True, timeout=900)
+        deadline = time.time() + 180
+        while True:  # the dashboard port opens before the head's job agent has registered (slow under load)
+            job = subprocess.run(
+                [str(bin_dir / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}",
+                 "--working-dir", str(REPO),
+                 "--runtime-env-json", json.dumps({"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1", **env_vars}}),
+                 "--", "python", "sweeps/margin_sweep.py", "--config", str(path)],
+                env=env, capture_output=True, text=True, timeout=900)
+            if "No available agent to submit job" not in job.stdout + job.stderr or time.time() > deadline:
+                return job
+            time.sleep(3)
     finally:
         os.killpg(head.pid, signal.SIGKILL)
         head.wait(timeout=60)
