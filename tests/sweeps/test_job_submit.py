@@ -49,7 +49,12 @@ def _submit(path: Path, env_vars: dict[str, str]) -> subprocess.CompletedProcess
     # also stop any other Ray on the machine, e.g. the one the other sweep tests share)
     head = subprocess.Popen([str(bin_dir / "ray"), "start", "--head", "--block", "--num-cpus", "2",
                              "--port", str(_free_port()), "--dashboard-host", "127.0.0.1",
-                             "--dashboard-port", str(dashboard), "--disable-usage-stats", "--temp-dir", ray_tmp],
+                             "--dashboard-port", str(dashboard), "--disable-usage-stats", "--temp-dir", ray_tmp,
+                             # the shared test Ray of this process holds the fixed default agent port (52365):
+                             # a second head on it has no job agent ("No available agent to submit job")
+                             "--dashboard-agent-listen-port", str(_free_port()),
+                             "--dashboard-agent-grpc-port", str(_free_port()),
+                             "--metrics-export-port", str(_free_port())],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_dashboard(dashboard)
