@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-RAY_TMP = Path(tempfile.gettempdir()) / "crl-sweep-tests-ray"
+# one folder per test session (short: Ray's socket paths must fit in 107 bytes): two sessions at once on a
+# machine never share a Ray temp dir
+RAY_TMP = Path(tempfile.mkdtemp(prefix="crl-rt-", dir="/tmp"))
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +39,9 @@ def ray_local():
              runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}})
     yield ray
     ray.shutdown()
+    import shutil
+
+    shutil.rmtree(RAY_TMP, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -96,7 +96,7 @@ def test_sweep_against_a_real_mlflow_server(ray_local, sweep_yaml, tmp_path):
          "--artifacts-destination", str(tmp_path / "server-artifacts")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # an mlflow server starts slowly on a loaded machine
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2):
@@ -127,7 +127,7 @@ def _start_mlflow_server(port: int, tmp_path):
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
          "--artifacts-destination", str(tmp_path / "server-artifacts")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # an mlflow server starts slowly on a loaded machine
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
