@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = ["PortableBase", "portable_base", "register_base", "make_adapter_portable", "PROJECT_NAMESPACE"]
 
@@ -27,16 +28,11 @@ PROJECT_NAMESPACE = "crl-sweep"
 _MODEL_FILES = (".json", ".safetensors", ".jinja", ".txt", ".model")
 
 
-class PortableBase(tuple):
-    """``(repo_id, revision)``; ``revision`` is None for a hub id."""
+class PortableBase(NamedTuple):
+    """A base model's portable name; ``revision`` is None for a hub id."""
 
-    @property
-    def repo_id(self) -> str:
-        return self[0]
-
-    @property
-    def revision(self) -> str | None:
-        return self[1]
+    repo_id: str
+    revision: str | None
 
 
 def _hub_cache() -> Path:
@@ -81,8 +77,8 @@ def portable_base(name: str) -> PortableBase:
     path = resolve_model_path(name)
     folder = Path(path)
     if not folder.is_dir():
-        return PortableBase((name, None))  # a hub id: portable already
-    return PortableBase((_repo_name(name, folder), _content_revision(folder)))
+        return PortableBase(name, None)  # a hub id: portable already
+    return PortableBase(_repo_name(name, folder), _content_revision(folder))
 
 
 def register_base(name: str) -> PortableBase:
