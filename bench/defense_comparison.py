@@ -37,8 +37,8 @@ def run(method: str, seed: int, attacks: list[str], limit: int, out: Path, log) 
         report["training"] = None
         return report
     cfg = load_config(TrainConfig, preset_path(METHODS[method]),
-                      [f"seed={seed}", f"output_dir={out / f'{method}-seed{seed}'}", f"eval.attacks={json.dumps(attacks)}",
-                       f"eval.limit={limit}", "eval.split=test"])
+                      [f"seed={seed}", f"output_dir={out / f'{method}-seed{seed}'}", f"eval.overrides.attacks={json.dumps(attacks)}",
+                       f"eval.overrides.limit={limit}", "eval.overrides.split=test"])
     summary = train(cfg, log=log)
     return summary["report"]
 

@@ -49,40 +49,16 @@ WINDOWS = ("tune_state", "mlflow_close", "mlflow_metrics", "adapter_upload")
 PASSES = {"tune_state": (1, 10), "mlflow_close": (1, 3), "mlflow_metrics": (1, 5), "adapter_upload": (1, 5)}
 NUM_SAMPLES = 3
 
-
-def make_tiny_model(folder: Path) -> Path:
-    from crl_core.models.tiny import build_tiny_tokenizer, tiny_llama
-
-    tok = build_tiny_tokenizer("chatml")
-    tiny_llama(len(tok), hidden_size=32, num_layers=3, seed=0).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+from sweeps.tiny import make_tiny_model  # noqa: E402  (after the sys.path line)
 
 
 def write_sweep_yaml(case_dir: Path, model_dir: Path) -> Path:
     import yaml
 
-    data = {
-        "experiment": "fault", "num_samples": NUM_SAMPLES, "seed": 0,
-        "train": {"preset": "smollm2-crl", "overrides": {
-            "model": {"name": str(model_dir)}, "steps": 8, "num_threads": 1,
-            "harmful_layers": {"start": 1, "width": 2}, "benign_layers": "all",
-            "lora": {"rank": 4, "alpha": 4, "target_modules": ["q_proj", "v_proj"]},
-            "data": {"preset": "smollm2", "batch_benign": 2, "batch_harmful": 2, "batch_retain": 2,
-                     "max_length": 48, "harmful_limit": 16},
-            "mining": {"init_steps": 2, "reinit_every": 2}, "log_every": 100}},
-        "search_space": {
-            "triplet.margin_benign": {"type": "uniform", "low": 0.0, "high": 1.9},
-            "triplet.margin_harmful": {"type": "uniform", "low": 0.0, "high": 1.9},
-            "harmful_layers.start": {"type": "int", "low": 1, "high": 2},
-            "mining.enabled": {"type": "choice", "values": [False, True]}},
-        "objective": {"kind": "single", "metric": "score", "mode": "max", "eval_every": 2, "grace_rungs": 4},
-        "evaluation": {"kind": "proxy", "limit": 4},
-        "resources": {"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 2, "max_failures": 0,
-                      "num_cpus": 2},
-        "storage_dir": str(case_dir / "sweeps"),
-        "tracking": {"uri": f"sqlite:///{case_dir / 'mlflow.db'}", "artifact_root": str(case_dir / "mlruns")},
-    }
+    from sweeps.tiny import tiny_sweep
+
+    data = tiny_sweep(model_dir, case_dir, experiment="fault", num_samples=NUM_SAMPLES,
+                      train={"overrides": {"steps": 8}}, objective={"grace_rungs": 4}, resources={"num_cpus": 2})
     path = case_dir / "sweep.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -62,19 +62,11 @@ def load_cfg(config: str, overrides: list[str]):
     return load_sweep_config(ns)
 
 
-def suggest(trial, space) -> dict[str, Any]:
-    """The Tune-encoded point (choices JSON-encoded), as OptunaSearch would sample the engine's domains."""
-    point: dict[str, Any] = {}
-    for key, spec in sorted(space.items()):
-        if spec.type == "uniform":
-            point[key] = trial.suggest_float(key, spec.low, spec.high)
-        elif spec.type == "loguniform":
-            point[key] = trial.suggest_float(key, spec.low, spec.high, log=True)
-        elif spec.type == "int":
-            point[key] = trial.suggest_int(key, int(spec.low), int(spec.high))
-        else:
-            point[key] = trial.suggest_categorical(key, spec._encoded())
-    return point
+def suggest(trial, space, base) -> dict[str, Any]:
+    """The point the engine's searcher would sample: its own define-by-run function (conditional dimensions
+    only where active), as the raw Optuna values a Tune trial receives."""
+    space.define_by_run(base)(trial)
+    return dict(trial.params)
 
 
 class Search:
@@ -84,17 +76,20 @@ class Search:
         import optuna
 
         import sweeps.engine as eng
+        from sweeps.engine.runs import client_for, sweep_state
+        from sweeps.engine.trial import TrialSpec
+        from sweeps.margin_sweep import OBJECTIVES
 
         self.name, self.seed = name, seed
         self.cfg = cfg.replace(experiment=f"{name}-s{seed}")
-        self.base = eng.validate_before_launch(self.cfg)
-        self.client = eng._client(self.cfg.tracking_uri())
-        state = eng._sweep_state(self.cfg, self.client)
+        self.base = eng.validate_before_launch(self.cfg, OBJECTIVES)
+        self.client = client_for(self.cfg.tracking_uri())
+        state = sweep_state(self.cfg, self.client)
         self.state = state
-        self.spec = eng.TrialSpec(state["sweep_id"], state["experiment_id"], state["parent_run_id"],
-                                  self.cfg.tracking_uri(), self.base, self.cfg.params(), self.cfg.evaluation,
-                                  self.cfg.objective.eval_every, str(self.cfg.sweep_dir / "trials"),
-                                  str(self.cfg.sweep_dir / "ray"), self.cfg.resources)
+        self.spec = TrialSpec(state["sweep_id"], state["experiment_id"], state["parent_run_id"],
+                              self.cfg.tracking_uri(), self.base, self.cfg.space(), self.cfg.evaluation_config,
+                              OBJECTIVES, self.cfg.objective.eval_every, str(self.cfg.sweep_dir / "trials"),
+                              str(self.cfg.sweep_dir / "ray"), self.cfg.resources)
         self.steps = int(self.base.get("steps", 1))
         self.every = self.cfg.objective.eval_every or self.steps
         obj = self.cfg.objective
@@ -119,10 +114,11 @@ class Search:
         import optuna
 
         import sweeps.engine as eng
+        from sweeps.engine.trial import run_trial_loop
 
         metric = self.cfg.objective.metric
         trial = self.study.ask()
-        point = suggest(trial, self.spec.space)
+        point = suggest(trial, self.spec.space, self.base)
         trial_id = f"{self.name}-s{self.seed}-{len(self.rows) + 1:03d}"
         last: dict[str, Any] = {}
 
@@ -136,7 +132,7 @@ class Search:
         t0, c0 = time.time(), time.process_time()
         stopped, error = False, None
         try:
-            eng.run_trial_loop(self.spec, point, trial_id, 0, 1, report, None)
+            run_trial_loop(self.spec, point, trial_id, 0, 1, report, None)
         except optuna.TrialPruned:
             stopped = True
         except Exception as exc:  # a failed trial counts as a trial with no score
@@ -211,8 +207,7 @@ def main(argv=None) -> int:
             else "FULL (the config's budget)")
     base = cfg.base_train_dict()
     print(f"search_efficiency: {mode}; {budget} random vs {budget} TPE+ASHA trials per seed, seeds {seeds}; "
-          f"steps {base.get('steps')}, eval_every {cfg.objective.eval_every}, evaluation {cfg.evaluation.kind} "
-          f"limit {cfg.evaluation.limit}; metric {cfg.objective.metric} ({cfg.objective.mode}); outputs {out}",
+          f"steps {base.get('steps')}, eval_every {cfg.objective.eval_every}, evaluation {cfg.evaluation}; metric {cfg.objective.metric} ({cfg.objective.mode}); outputs {out}",
           flush=True)
     print(f"loadavg at start {loadavg()}", flush=True)
     t_all = time.time()

@@ -8,7 +8,7 @@ The same N parameter points (drawn from the sweep's search space with a fixed se
 path in its own fresh Python process (imports are paid once per process, as in a real run):
 
 - ``bare``:  one process, one trial after another: ``DefenseTrainer(cfg)`` + ``fit`` with the sweep's
-  evaluation (``sweeps.engine.evaluate`` with the same ``OrganismEvaluation``/``ProxyEvaluation``) every
+  evaluation (``sweeps.engine.trial.evaluate`` with the sweep's own evaluation config) every
   ``objective.eval_every`` steps. No MLflow, no checkpoints, no Ray.
 - ``tune``:  Ray Tune running the engine's ``function_trial`` (reused actors, the engine's resources,
   MLflow child runs, ``CloseTrialRuns``), i.e. what ``run_sweep`` does with ``workers: 1``.
@@ -19,13 +19,13 @@ path in its own fresh Python process (imports are paid once per process, as in a
   trials fit, as docs/sweeps.md advises.
 
 Fixed points: the engine's Tuner always samples with OptunaSearch + ASHA, so this script builds its own
-Tuner (mirroring ``engine._new_tuner``: same resources, ``reuse_actors``, dirnames, failure/checkpoint
+Tuner (mirroring ``sweeps.engine.tuner.new_tuner``: same resources, ``reuse_actors``, dirnames, failure/checkpoint
 configs, callbacks) over ``tune.grid_search`` of point indices, with no scheduler: every trial runs all
 its steps in every path. (Engine hook that would remove this: a ``points_to_evaluate`` list handed to
 ``OptunaSearch`` plus a switch that disables ASHA.)
 
 Timing inside a trial: this script wraps ``DefenseTrainer.__init__`` (model load + data + LoRA),
-``DefenseTrainer.train_step`` and ``sweeps.engine.evaluate`` in the process that runs the loop (trial actor
+``DefenseTrainer.train_step`` and ``sweeps.engine.trial.evaluate`` in the process that runs the loop (trial actor
 or Train worker) and writes the running sums to a JSON file after every evaluation. Trial wall for Ray paths
 is measured on the driver (Tune callback: trial start -> complete). Fixed overhead per trial =
 trial wall - train time - evaluation time. Every path also records its process tree's CPU time
@@ -74,10 +74,13 @@ def load_cfg(config: str, quick: bool, overrides: list[str]):
 def sample_points(cfg, n: int, seed: int) -> list[dict[str, Any]]:
     """n points of the search space, in the Tune encoding the engine's trials expect (choices JSON-encoded)."""
     rng = random.Random(seed)
+    space, base = cfg.space(), cfg.base_train_dict()
     points = []
     for _ in range(n):
         point: dict[str, Any] = {}
-        for key, spec in sorted(cfg.params().items()):
+        for key, spec in space.params.items():  # in order, only the dimensions their conditions switch on
+            if not space.active(key, space.decode(point), base):
+                continue
             if spec.type == "uniform":
                 point[key] = rng.uniform(spec.low, spec.high)
             elif spec.type == "loguniform":
@@ -92,9 +95,9 @@ def sample_points(cfg, n: int, seed: int) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------ timers (run where the loop runs)
 def install_timers(timing_dir: str, trial_id: str, rank: int = 0) -> dict[str, Any]:
-    """Wrap DefenseTrainer.__init__/train_step and engine.evaluate in this process; rank 0 writes the sums
-    to ``<timing_dir>/<trial_id>.json`` after every evaluation (the last report may end the process)."""
-    import sweeps.engine as eng
+    """Wrap DefenseTrainer.__init__/train_step and sweeps.engine.trial.evaluate in this process; rank 0 writes
+    the sums to ``<timing_dir>/<trial_id>.json`` after every evaluation (the last report may end the process)."""
+    import sweeps.engine.trial as eng
     from crl_core.training import trainer as tr
 
     cls = tr.DefenseTrainer
@@ -117,9 +120,9 @@ def install_timers(timing_dir: str, trial_id: str, rank: int = 0) -> dict[str, A
         st["steps"] += 1
         return m
 
-    def evaluate(evaluation, trainer):
+    def evaluate(ecfg, trainer, objectives):
         t = time.perf_counter()
-        r = eng._bench_orig_evaluate(evaluation, trainer)
+        r, spec = eng._bench_orig_evaluate(ecfg, trainer, objectives)
         st["eval_s"] += time.perf_counter() - t
         st["evals"] += 1
         st["t_last_eval_end"] = time.time()
@@ -130,7 +133,7 @@ def install_timers(timing_dir: str, trial_id: str, rank: int = 0) -> dict[str, A
             tmp = out.with_suffix(".tmp")
             tmp.write_text(json.dumps(st))
             tmp.replace(out)
-        return r
+        return r, spec
 
     cls.__init__, cls.train_step, eng.evaluate = init, step, evaluate
     return st
@@ -140,7 +143,7 @@ def bench_trainable(config: dict[str, Any], spec, points: list[dict[str, Any]], 
     """The Tune trial: the engine's own trial function on a fixed point, with timers installed."""
     from ray import tune
 
-    import sweeps.engine as eng
+    import sweeps.engine.trial as eng
 
     point = points[config["point"]]
     if path == "tune":
@@ -153,7 +156,7 @@ def bench_trainable(config: dict[str, Any], spec, points: list[dict[str, Any]], 
     def timed_worker(loop_config):  # runs in each Train worker (a fresh process)
         import ray.train
 
-        import sweeps.engine as worker_eng
+        import sweeps.engine.trial as worker_eng
 
         install_timers(timing_dir, loop_config["trial_id"], ray.train.get_context().get_world_rank())
         getattr(worker_eng, "_bench_orig_train_worker", worker_eng.train_worker)(loop_config)
@@ -171,27 +174,28 @@ def child_bare(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     import sweeps.engine as eng
+    import sweeps.engine.trial as trial_mod
     from crl_core.training import DefenseTrainer
+    from sweeps.margin_sweep import OBJECTIVES
 
     torch.set_num_threads(1)
     cfg = load_cfg(job["config"], job["quick"], job["overrides"])
-    base = eng.validate_before_launch(cfg)
-    space = cfg.params()
+    base = eng.validate_before_launch(cfg, OBJECTIVES)
+    space = cfg.space()
     imports_s = time.time() - t_proc
     trials = []
     for i, point in enumerate(job["points"]):
         st = install_timers(job["timing_dir"], f"bare_{i:03d}")
         t0 = time.time()
-        searched = {k: space[k].decode(v) for k, v in point.items()}
+        searched = space.decode(point)
         train_cfg = eng.train_config_for(base, searched, str(Path(job["out"]) / "bare" / f"trial_{i:03d}"))
         trainer = DefenseTrainer(train_cfg, log=lambda s: None)
-        evaluation = (eng.ProxyEvaluation(cfg.evaluation, train_cfg.data.max_length) if cfg.evaluation.kind == "proxy"
-                      else eng.OrganismEvaluation(cfg.evaluation, train_cfg.seed))
+        ecfg = cfg.evaluation_config(train_cfg)
         every = cfg.objective.eval_every or train_cfg.steps
 
-        def on_step(step, metrics, trainer=trainer, evaluation=evaluation, steps=train_cfg.steps, every=every):
+        def on_step(step, metrics, trainer=trainer, ecfg=ecfg, steps=train_cfg.steps, every=every):
             if step % every == 0 or step == steps:
-                eng.evaluate(evaluation, trainer)  # patched: timed
+                trial_mod.evaluate(ecfg, trainer, OBJECTIVES)  # patched: timed
 
         trainer.fit(on_step=on_step)
         wall = time.time() - t0
@@ -212,18 +216,23 @@ def child_ray(job: dict[str, Any]) -> dict[str, Any]:
     from ray import tune
 
     import sweeps.engine as eng
+    from sweeps.engine.cluster import REUSE_TRIAL_ACTORS
+    from sweeps.engine.runs import CloseTrialRuns, client_for, sweep_state
+    from sweeps.engine.trial import TrialSpec
+    from sweeps.engine.tuner import _trial_dirname
+    from sweeps.margin_sweep import OBJECTIVES
 
     path = job["path"]
     cfg = load_cfg(job["config"], job["quick"], job["overrides"])
-    base = eng.validate_before_launch(cfg)
-    client = eng._client(cfg.tracking_uri())
+    base = eng.validate_before_launch(cfg, OBJECTIVES)
+    client = client_for(cfg.tracking_uri())
     ray.init(**eng.local_ray_options(job["num_cpus"], path == "train"), _temp_dir=job["ray_tmp"], log_to_driver=True)
     try:
-        state = eng._sweep_state(cfg, client)
+        state = sweep_state(cfg, client)
         ray_storage = cfg.sweep_dir / "ray"
-        spec = eng.TrialSpec(state["sweep_id"], state["experiment_id"], state["parent_run_id"], cfg.tracking_uri(),
-                             base, cfg.params(), cfg.evaluation, cfg.objective.eval_every,
-                             str(cfg.sweep_dir / "trials"), str(ray_storage), cfg.resources)
+        spec = TrialSpec(state["sweep_id"], state["experiment_id"], state["parent_run_id"], cfg.tracking_uri(),
+                         base, cfg.space(), cfg.evaluation_config, OBJECTIVES, cfg.objective.eval_every,
+                         str(cfg.sweep_dir / "trials"), str(ray_storage), cfg.resources)
         trainable = tune.with_parameters(bench_trainable, spec=spec, points=job["points"], path=path,
                                          timing_dir=job["timing_dir"])
         trial_cpu = {"cpu": 0.1} if path == "train" else {"cpu": cfg.resources.cpus_per_worker}
@@ -241,11 +250,11 @@ def child_ray(job: dict[str, Any]) -> dict[str, Any]:
             def on_trial_error(self, iteration, trials, trial, **info):
                 clock.setdefault(trial.trial_id, {}).update(end=time.time(), error=1.0)
 
-        callbacks = [eng.CloseTrialRuns(cfg.tracking_uri(), state["experiment_id"], state["sweep_id"]), WallClock()]
+        callbacks = [CloseTrialRuns(cfg.tracking_uri(), state["experiment_id"], state["sweep_id"]), WallClock()]
         tuner = tune.Tuner(
             trainable, param_space={"point": tune.grid_search(list(range(len(job["points"]))))},
             tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=job["concurrency"],
-                                        reuse_actors=eng.REUSE_TRIAL_ACTORS, trial_dirname_creator=eng._trial_dirname),
+                                        reuse_actors=REUSE_TRIAL_ACTORS, trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(name="segment-1", storage_path=spec.ray_storage, callbacks=callbacks,
                                       failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
@@ -387,7 +396,7 @@ def print_report(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> No
     print(f"  trials/path: {meta['num_trials']}  steps: {meta['steps']}  eval_every: {meta['eval_every']}  "
           f"evaluation: {meta['evaluation']}  concurrency (tune/train): {meta['concurrency']}  "
           f"train path: workers={meta['train_workers']} cpus_per_worker={meta['train_cpw']:g} (forced via "
-          f"engine.train_backed_trial)")
+          f"sweeps.engine.trial.train_backed_trial)")
     print(f"  host: {os.cpu_count()} CPUs; loadavg at start {meta['load_start']}, at end {loadavg()}; "
           f"outputs: {meta['out']}")
     print("  no scheduler (fixed points, every trial runs all steps); overhead = trial wall - train - eval")
@@ -488,7 +497,7 @@ def main(argv=None) -> int:
     meta = {"mode": "QUICK (--quick: smoke.yaml budget)" if args.quick else "FULL (the config's budget)",
             "config": os.path.relpath(args.config, ROOT), "quick": args.quick, "num_trials": n, "steps": steps,
             "eval_every": cfg.objective.eval_every,
-            "evaluation": f"{cfg.evaluation.kind} limit={cfg.evaluation.limit} attacks={cfg.evaluation.attacks}",
+            "evaluation": json.dumps(cfg.evaluation, sort_keys=True),
             "concurrency": conc, "train_workers": args.train_workers, "train_cpw": cpw, "out": str(out),
             "load_start": loadavg(), "points": points}
     print(f"sweep_overhead: {meta['mode']}, {n} fixed points, paths {paths}, outputs in {out}", flush=True)

@@ -113,7 +113,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(argv: list[str]) -> int:
+    """``crl sweep ...`` = ``python sweeps/margin_sweep.py ...``. Ray is imported only here: ``import crl_core``
+    and ``crl --help`` never load it."""
+    try:
+        from sweeps import margin_sweep
+    except ImportError as exc:
+        print(f"crl: error: crl sweep needs the sweeps package of a crl-sweep install ({exc})", file=sys.stderr)
+        return 2
+    return margin_sweep.main(argv, prog="crl sweep")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from crl_core.registry import ATTACKS, EVAL_PRESETS
+    from crl_core.training import preset_names
+
     p = argparse.ArgumentParser(prog="crl", description="crl-sweep: contrastive representation learning "
                                 "defenses for LLMs, their evaluation, and hyperparameter sweeps.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -146,11 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="attack a model (optionally with an adapter) and report ASR, capability, "
                                      "over-refusal and degeneration")
-    ev.add_argument("--preset", default="organism", help="organism or smollm2")
+    ev.add_argument("--preset", default="organism", help=f"evaluation preset: {', '.join(EVAL_PRESETS.names())}")
     ev.add_argument("--adapter", default=None, help="peft adapter folder")
     ev.add_argument("--attacks", default=None,
-                    help="comma list: direct,prefill,embedding[:PRESET],embedding_full_target,"
-                         "embedding_forcing_control,latent,gcg")
+                    help=f"comma list of {', '.join(ATTACKS.names())} (embedding attacks take :PRESET)")
     ev.add_argument("--limit", type=int, default=None, help="only the first N prompts of every set")
     ev.add_argument("--out", default="outputs/eval/report.json", help="JSON report path")
     ev.add_argument("overrides", nargs="*", help="key=value overrides of the evaluation config")
@@ -158,16 +171,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a defense adapter (CRL, circuit breakers, RepBend) and evaluate it")
     group = tr.add_mutually_exclusive_group(required=True)
-    group.add_argument("--preset", help="organism-crl, organism-crl-mining, organism-rr, organism-repbend, "
-                                        "smollm2-crl")
+    group.add_argument("--preset", help=", ".join(preset_names()))
     group.add_argument("--config", help="a training YAML")
     tr.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/last")
     tr.add_argument("overrides", nargs="*", help="key=value overrides, e.g. output_dir=DIR steps=50")
     tr.set_defaults(func=_cmd_train)
+
+    # listed for --help only: main() hands everything after `sweep` to the recipe's own parser
+    sub.add_parser("sweep", help="run (or resume) a Ray Tune + Optuna sweep of a defense: the same command and "
+                                 "options as `python sweeps/margin_sweep.py` (crl sweep --help)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["sweep"]:
+        return _cmd_sweep(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)

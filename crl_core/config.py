@@ -5,7 +5,7 @@ when the dataclass is built (directly or from a dict), numeric ranges and choice
 metadata (``min``, ``max``, ``choices``), and cross-field rules live in ``validate()``.  Unknown keys
 are rejected with a did-you-mean suggestion, so a typo never silently falls back to a default.
 
-    cfg = load_config(TrainConfig, "configs/x.yaml", ["lora.rank=8", "loss.margin_harmful=0.5"])
+    cfg = load_config(TrainConfig, "configs/x.yaml", ["lora.rank=8", "triplet.margin_harmful=0.5"])
     save_resolved_config(cfg, out_dir)   # resolved_config.yaml with the config hash
 """
 
@@ -35,6 +35,9 @@ __all__ = [
     "load_config",
     "config_hash",
     "save_resolved_config",
+    "set_dotted",
+    "nest_dotted",
+    "flatten_dotted",
     "RESOLVED_CONFIG_NAME",
 ]
 
@@ -276,6 +279,35 @@ def apply_overrides(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, 
         else:
             merged[k] = v
     return merged
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """A copy of ``data`` with the dotted ``key`` (``"triplet.margin_benign"``) set to ``value``."""
+    node: dict[str, Any] = {}
+    cur = node
+    parts = key.split(".")
+    for part in parts[:-1]:
+        cur = cur.setdefault(part, {})
+    cur[parts[-1]] = value
+    return apply_overrides(data, node)
+
+
+def nest_dotted(data: dict[str, Any]) -> dict[str, Any]:
+    """``{"a.b": x}`` -> ``{"a": {"b": x}}`` (recursively), so dotted keys merge with nested ones."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out = set_dotted(out, key, nest_dotted(value) if isinstance(value, dict) else value)
+    return out
+
+
+def flatten_dotted(data: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": x}}`` -> ``{"a.b": x}``: one row per leaf (for MLflow params)."""
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(flatten_dotted(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): data}
 
 
 def load_config(cls: type, path: str | Path | None = None, overrides: typing.Iterable[str] = (),

@@ -10,7 +10,7 @@ Kinds:
 - ``additive``: ``h <- h + delta`` with one ``delta`` per batch row (``rows``) or shared (``rows=1``);
 - ``affine``: ``h <- h + (W h + b)``, shared by all rows (the published mining module). ``W`` and ``b``
   start at zero here, so the module starts as the identity map; the published code starts ``W`` at the
-  identity, which doubles the hidden state on the first forward (method.md §11.6) -- set
+  identity, which doubles the hidden state on the first forward (docs/method.md §4) -- set
   ``init="identity"`` to reproduce that.
 
 An optional ``max_norm`` bounds each row's perturbation (L2 over the hidden size, per position) after

@@ -1,14 +1,19 @@
-"""Name -> implementation registries, so a method, attack or judge is added in one place.
+"""Name -> implementation registries: the single source of every name a config may use.
 
-    @ATTACKS.register("prefill")
-    class PrefillAttack: ...
+    @METRICS.register("benign_accuracy")
+    def benign_accuracy(report): ...
 
     ATTACKS.get("prefil")  # ConfigError: unknown attack 'prefil' (did you mean 'prefill'?)
+
+Each registry names the module that fills it (``populate``); ``get``, ``names`` and ``in`` import that
+module first, so a list derived from a registry is always complete and no module keeps its own list of
+names. Adding a method, attack, judge, metric or evaluation preset is one file (docs/extending.md).
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -16,13 +21,20 @@ from crl_core.config import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["Registry", "ATTACKS", "JUDGES", "METHODS", "MODELS"]
+__all__ = ["Registry", "ATTACKS", "JUDGES", "METHODS", "MODELS", "METRICS", "EVAL_PRESETS"]
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, populate: str | None = None) -> None:
         self.kind = kind
+        self.populate = populate  # module whose import registers every built-in entry
         self._items: dict[str, T] = {}
+        self._populated = populate is None
+
+    def _load(self) -> None:
+        if not self._populated:
+            self._populated = True
+            importlib.import_module(self.populate)
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -33,6 +45,7 @@ class Registry(Generic[T]):
         return deco
 
     def get(self, name: str) -> T:
+        self._load()
         try:
             return self._items[name]
         except KeyError:
@@ -42,19 +55,24 @@ class Registry(Generic[T]):
                               f"{', '.join(sorted(self._items)) or '(none registered)'}") from None
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._items))
+        return iter(self.names())
 
     def items(self) -> list[tuple[str, Any]]:
+        self._load()
         return sorted(self._items.items())
 
 
-ATTACKS: Registry[Any] = Registry("attack")
-JUDGES: Registry[Any] = Registry("judge")
-METHODS: Registry[Any] = Registry("method")
-MODELS: Registry[Any] = Registry("model")
+ATTACKS: Registry[Any] = Registry("attack", "crl_core.attacks")
+JUDGES: Registry[Any] = Registry("judge", "crl_core.judges")
+METHODS: Registry[Any] = Registry("method", "crl_core.methods")
+MODELS: Registry[Any] = Registry("model", "crl_core.models.named")
+METRICS: Registry[Any] = Registry("metric", "crl_core.metrics")
+EVAL_PRESETS: Registry[Any] = Registry("evaluation preset", "crl_core.evaluation.presets")

@@ -3,11 +3,14 @@
     python sweeps/margin_sweep.py [--config sweeps/configs/organism.yaml] [--smoke] [--resume]
                                   [--experiment NAME] [--num-samples N] [key=value ...]
 
-What is searched is declared below (``SEARCH_SPACE``); the YAML sets the training preset, the budget,
-the objective(s) and the resources, and may narrow or extend the space: ``search_space.<key>: null``
-drops a knob, ``search_space.mining: null`` a whole section. ``--smoke`` lays
-``sweeps/configs/smoke.yaml`` (a tiny budget) over the config. The machinery is in
-``sweeps/engine.py``; docs/sweeps.md shows how to run it on a Ray cluster.
+    crl sweep [same options]
+
+The recipe declares what is searched (``SEARCH_SPACE``, conditional: mining knobs only where mining is on)
+and what is optimised (``OBJECTIVES``); the YAML sets the training preset, the evaluation preset and budget,
+which objective, and the resources, and may narrow or extend the space: ``search_space.<key>: null`` drops
+a knob, ``search_space.mining: null`` a whole section. ``--smoke`` lays ``sweeps/configs/smoke.yaml`` (a tiny
+budget) over the config. The machinery is in ``sweeps/engine/``; docs/sweeps.md shows how to run it on a
+Ray cluster.
 """
 
 from __future__ import annotations
@@ -22,28 +25,41 @@ if str(ROOT) not in sys.path:  # `python sweeps/margin_sweep.py` from a checkout
 
 from crl_core.config import ConfigError, apply_overrides, load_config, load_yaml  # noqa: E402
 from crl_core.redaction import redact_text  # noqa: E402
-from sweeps.engine import SweepConfig, SweepFailed, nest_dotted, run_sweep  # noqa: E402
+from sweeps.engine import Objectives, SweepConfig, SweepFailed, run_sweep  # noqa: E402
+from sweeps.engine.space import nest_space  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "sweeps" / "configs" / "organism.yaml"
 SMOKE_CONFIG = ROOT / "sweeps" / "configs" / "smoke.yaml"
 
-# Dotted TrainConfig keys (method.md §10). Margins: the cosine hinge of the harmful term is always on
-# at >= 2, so its range stays below. Layers: a window of hidden states. Mining: on/off, how often a
-# step uses mined states, and how hard the attacker is trained after each re-init.
+# Dotted TrainConfig keys (docs/method.md, "Hyperparameters"). Margins: the cosine hinge of the harmful term
+# is always on at >= 2, so its range stays below. Layers: a window of hidden states. Mining: on/off, and,
+# only in trials where it is on, how often a step uses mined states and how hard the attacker is trained
+# after each re-init. Sampling order is this order (a condition names a key declared above it).
+MINING_ON = {"mining.enabled": True}
 SEARCH_SPACE = {
     "triplet.margin_benign": {"type": "uniform", "low": 0.0, "high": 1.9},
     "triplet.margin_harmful": {"type": "uniform", "low": 0.0, "high": 1.9},
     "harmful_layers.start": {"type": "int", "low": 1, "high": 3},
     "harmful_layers.width": {"type": "int", "low": 1, "high": 2},
-    "mining.enabled": {"type": "choice", "values": [False, True]},
-    "mining.probability": {"type": "uniform", "low": 0.1, "high": 0.9},
-    "mining.init_steps": {"type": "int", "low": 10, "high": 60},
     "optim.lr": {"type": "loguniform", "low": 5e-4, "high": 5e-3},
+    "mining.enabled": {"type": "choice", "values": [False, True]},
+    "mining.probability": {"type": "uniform", "low": 0.1, "high": 0.9, "when": MINING_ON},
+    "mining.init_steps": {"type": "int", "low": 10, "high": 60, "when": MINING_ON},
 }
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def score(m: dict[str, float]) -> float:
+    """The single objective: benign accuracy minus the worst-case ASR minus over-refusal (higher is better)."""
+    return m["benign_accuracy"] - m["asr"] - m["over_refusal"]
+
+
+# objective.kind single: `objective.metric` (default score) with ASHA; multi: this Pareto list, no scheduler.
+OBJECTIVES = Objectives(derived={"score": score},
+                        multi=(("asr", "min"), ("benign_accuracy", "max"), ("over_refusal", "min")))
+
+
+def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="sweep YAML")
     p.add_argument("--smoke", action="store_true", help=f"lay {SMOKE_CONFIG.name} (a tiny budget) over the config")
     p.add_argument("--resume", action="store_true", help="continue the sweep stored under this experiment")
@@ -54,13 +70,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def load_sweep_config(args: argparse.Namespace) -> SweepConfig:
-    base: dict = {"search_space": nest_dotted(SEARCH_SPACE)}
+    base: dict = {"search_space": nest_space(SEARCH_SPACE)}
     for path in [args.config] + ([SMOKE_CONFIG] if args.smoke else []):
         layer = load_yaml(path)
         if not layer:
             raise ConfigError(f"{path}: the file is empty (no sweep settings); start from {DEFAULT_CONFIG}")
-        if isinstance(layer.get("search_space"), dict):
-            layer["search_space"] = nest_dotted(layer["search_space"])
+        if isinstance(layer.get("search_space"), dict):  # flat (dotted) or nested keys merge alike
+            layer["search_space"] = nest_space(layer["search_space"])
         base = apply_overrides(base, layer)
     overrides = list(args.overrides)
     if args.experiment:
@@ -84,13 +100,13 @@ def pick_experiment(cfg: SweepConfig, resume: bool) -> SweepConfig:
     return cfg.replace(experiment=chosen)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def main(argv=None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
     try:
         cfg = load_sweep_config(args)
         if not args.experiment:
             cfg = pick_experiment(cfg, args.resume)
-        run_sweep(cfg, resume=args.resume)
+        run_sweep(cfg, OBJECTIVES, resume=args.resume)
     except (ConfigError, ValueError) as exc:  # ModelLoadError is a ValueError too
         print(f"margin_sweep: error: {redact_text(str(exc))}", file=sys.stderr)
         return 2

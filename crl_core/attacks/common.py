@@ -1,4 +1,5 @@
-"""Types shared by every attack: what an attack is given (items) and what it returns (results)."""
+"""Types shared by every attack: what an attack is given (items), what it returns (results), and how it
+registers (:func:`register_attack`: its function, config class, target kind and budget translation)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AttackItem", "AttackResult", "judge_fields", "summarise"]
+from crl_core.registry import ATTACKS
+
+__all__ = ["AttackItem", "AttackResult", "Attack", "register_attack", "judge_fields", "summarise"]
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,32 @@ def summarise(results: Sequence[AttackResult], threshold: float = 0.8) -> dict[s
         out["mean_prefix_leaked"] = sum(x["prefix_leaked"] for x in leaks) / len(leaks)
         out["mean_positional_leaked"] = sum(x["positional_leaked"] for x in leaks) / len(leaks)
     return out
+
+
+@dataclass(frozen=True)
+class Attack:
+    """A registered attack. ``run(model, tokenizer, items, config)`` attacks the items; ``build_config(ecfg,
+    variant)`` turns an :class:`~crl_core.evaluation.EvaluationConfig` (and the name after ``:``, e.g.
+    ``embedding:strong``) into the attack's own config. ``target_kind`` says which items it attacks:
+    ``opening`` (target = the affirmative opening), ``full`` (opening + payload) or ``forcing`` (a random
+    never-learned string); the last two need the organism's payloads."""
+
+    name: str
+    run: Callable[..., list[AttackResult]]
+    config_class: type
+    build_config: Callable[[Any, str], Any]
+    target_kind: str = "opening"
+    max_items: Callable[[Any], int | None] = lambda ecfg: None
+    variants: Callable[[], list[str]] | None = None  # names accepted after ':' (None: no variants)
+
+    @property
+    def needs_payloads(self) -> bool:
+        return self.target_kind != "opening"
+
+    def __call__(self, model, tokenizer, items: Sequence[AttackItem], config: Any = None) -> list[AttackResult]:
+        return self.run(model, tokenizer, items, config)
+
+
+def register_attack(name: str, run: Callable[..., list[AttackResult]], config_class: type,
+                    build_config: Callable[[Any, str], Any], **kw: Any) -> Attack:
+    return ATTACKS.register(name)(Attack(name, run, config_class, build_config, **kw))

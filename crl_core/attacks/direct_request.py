@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from crl_core.attacks.common import AttackItem, AttackResult
-from crl_core.attacks.prefill_attack import PrefillConfig, answer_and_judge
-from crl_core.registry import ATTACKS
+from crl_core.attacks.common import AttackItem, AttackResult, register_attack
+from crl_core.attacks.prefill_attack import PrefillConfig, answer_and_judge, generation_budget
 
-__all__ = ["DirectRequestConfig", "DirectRequest", "direct_request"]
+__all__ = ["DirectRequestConfig", "direct_request"]
 
 
 @dataclass
@@ -22,10 +21,4 @@ def direct_request(model, tokenizer, items: Sequence[AttackItem], config: Direct
     return answer_and_judge(model, tokenizer, items, config or DirectRequestConfig(), prefill=False)
 
 
-@ATTACKS.register("direct")
-class DirectRequest:
-    config_class = DirectRequestConfig
-    target_kind = "opening"  # the target is not used
-
-    def __call__(self, model, tokenizer, items, config=None):
-        return direct_request(model, tokenizer, items, config)
+register_attack("direct", direct_request, DirectRequestConfig, generation_budget(DirectRequestConfig))

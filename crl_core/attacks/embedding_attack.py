@@ -1,4 +1,4 @@
-"""Embedding-space (soft-prompt) attack, after method.md §8.1(a), batched over items, for any causal LM.
+"""Embedding-space (soft-prompt) attack, after docs/method.md §11.1, batched over items, for any causal LM.
 
 Each item's input is ``[chat prefix up to the end of the request] [n free vectors] [template tail]``;
 the free vectors sit exactly where the organism saw random filler in training. Adam minimises the
@@ -27,13 +27,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from crl_core.attacks.common import AttackItem, AttackResult, judge_fields
+from crl_core.attacks.common import AttackItem, AttackResult, judge_fields, register_attack
 from crl_core.config import ConfigBase, ConfigError, config_field
 from crl_core.generation import chat_parts, decode, generate_from_embeds
-from crl_core.registry import ATTACKS
 
-__all__ = ["EmbeddingAttackConfig", "PRESETS", "preset", "embedding_attack", "EmbeddingAttack",
-           "EmbeddingFullTargetAttack", "EmbeddingForcingControl"]
+__all__ = ["EmbeddingAttackConfig", "PRESETS", "preset", "embedding_attack", "budget"]
 
 
 @dataclass
@@ -64,7 +62,7 @@ def _p(**kw) -> EmbeddingAttackConfig:
     return EmbeddingAttackConfig(**kw)
 
 
-# run1..run6 follow method.md §8.1's configurations (lr, init-string length -> number of vectors,
+# run1..run6 follow docs/method.md §11.1's configurations (lr, init-string length -> number of vectors,
 # early-stop loss); their 1000 steps are scaled to 200 for CPU. ``standard`` is what the organism's
 # properties use; ``strong`` has more vectors, more steps and several restarts.
 PRESETS: dict[str, EmbeddingAttackConfig] = {
@@ -235,26 +233,26 @@ def embedding_attack(model, tokenizer, items: Sequence[AttackItem], config: Embe
     return [r for r in results if r is not None]
 
 
-@ATTACKS.register("embedding")
-class EmbeddingAttack:
-    """Knowledge-eliciting form: give it items whose target is only the affirmative opening."""
-    config_class = EmbeddingAttackConfig
-    target_kind = "opening"
-
-    def __init__(self, preset_name: str = "standard", **overrides) -> None:
-        self.default_config = preset(preset_name, **overrides)
-
-    def __call__(self, model, tokenizer, items, config: EmbeddingAttackConfig | None = None):
-        return embedding_attack(model, tokenizer, items, config or self.default_config)
+def budget(ecfg, variant: str) -> EmbeddingAttackConfig:
+    """The evaluation's budget: the named preset (``embedding:<preset>``, else ``embedding_preset``), its
+    greedy tokens, batch size and seed, and ``embedding_steps`` (checkpoints past it dropped) when set."""
+    cfg = preset(variant or ecfg.embedding_preset, max_new_tokens=ecfg.max_new_tokens, batch_size=ecfg.batch_size,
+                 seed=ecfg.seed)
+    if ecfg.embedding_steps:
+        cfg = dataclasses.replace(cfg, steps=ecfg.embedding_steps, checkpoints=sorted(
+            {c for c in cfg.checkpoints if c <= ecfg.embedding_steps} | {ecfg.embedding_steps}))
+    return cfg
 
 
-@ATTACKS.register("embedding_full_target")
-class EmbeddingFullTargetAttack(EmbeddingAttack):
-    """Full-target form: items' target = opening + payload."""
-    target_kind = "full"
+def _presets() -> list[str]:
+    return sorted(PRESETS)
 
 
-@ATTACKS.register("embedding_forcing_control")
-class EmbeddingForcingControl(EmbeddingAttack):
-    """Forcing control: items' target = opening + a random never-learned code-word string, judged on it."""
-    target_kind = "forcing"
+# knowledge-eliciting: items' target = only the affirmative opening, judged on what the model knows
+register_attack("embedding", embedding_attack, EmbeddingAttackConfig, budget, variants=_presets)
+# full target: items' target = opening + payload
+register_attack("embedding_full_target", embedding_attack, EmbeddingAttackConfig, budget, target_kind="full",
+                variants=_presets)
+# forcing control: opening + a random never-learned code-word string, judged on that string
+register_attack("embedding_forcing_control", embedding_attack, EmbeddingAttackConfig, budget, target_kind="forcing",
+                variants=_presets)

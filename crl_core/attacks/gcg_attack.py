@@ -15,12 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
-from crl_core.attacks.common import AttackItem, AttackResult, judge_fields
+from crl_core.attacks.common import AttackItem, AttackResult, judge_fields, register_attack
 from crl_core.config import ConfigBase, config_field
 from crl_core.generation import chat_prompt_ids, decode, generate_from_ids
-from crl_core.registry import ATTACKS
 
-__all__ = ["GCGAttackConfig", "gcg_attack", "GCGAttack"]
+__all__ = ["GCGAttackConfig", "gcg_attack", "budget"]
 
 
 @dataclass
@@ -80,10 +79,12 @@ def gcg_attack(model, tokenizer, items: Sequence[AttackItem], config: GCGAttackC
     return out
 
 
-@ATTACKS.register("gcg")
-class GCGAttack:
-    config_class = GCGAttackConfig
-    target_kind = "opening"
+def budget(ecfg, variant: str) -> GCGAttackConfig:
+    """The evaluation's ``gcg`` section with its greedy tokens and seed."""
+    g = ecfg.gcg
+    return GCGAttackConfig(steps=g.steps, search_width=g.search_width, topk=g.topk, max_new_tokens=ecfg.max_new_tokens,
+                           seed=ecfg.seed)
 
-    def __call__(self, model, tokenizer, items, config=None):
-        return gcg_attack(model, tokenizer, items, config)
+
+# GCG is per prompt and slow: it attacks at most ``gcg.limit`` prompts
+register_attack("gcg", gcg_attack, GCGAttackConfig, budget, max_items=lambda ecfg: ecfg.gcg.limit)

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 
 import torch
 
-from crl_core.attacks.common import AttackItem, AttackResult, judge_fields
-from crl_core.config import ConfigBase, ConfigError, config_field
+from crl_core.attacks.common import AttackItem, AttackResult, judge_fields, register_attack
+from crl_core.config import ConfigBase, ConfigError, config_field, to_dict
 from crl_core.generation import _encode, chat_parts, chat_prompt_ids, decode, generate_from_ids
 from crl_core.perturbation import LayerPerturbation, attach_perturbation, decoder_layers, frozen_parameters
-from crl_core.registry import ATTACKS
 
-__all__ = ["LatentAttackConfig", "latent_attack", "LatentAttack", "target_batch"]
+__all__ = ["LatentAttackConfig", "latent_attack", "target_batch", "budget"]
 
 
 @dataclass
@@ -178,10 +177,10 @@ def latent_attack(model, tokenizer, items: Sequence[AttackItem], config: LatentA
     return results
 
 
-@ATTACKS.register("latent")
-class LatentAttack:
-    config_class = LatentAttackConfig
-    target_kind = "opening"
+def budget(ecfg, variant: str) -> LatentAttackConfig:
+    """The evaluation's ``latent`` section with its greedy tokens, batch size and seed."""
+    return LatentAttackConfig(**to_dict(ecfg.latent), max_new_tokens=ecfg.max_new_tokens, batch_size=ecfg.batch_size,
+                              seed=ecfg.seed)
 
-    def __call__(self, model, tokenizer, items, config=None):
-        return latent_attack(model, tokenizer, items, config)
+
+register_attack("latent", latent_attack, LatentAttackConfig, budget)

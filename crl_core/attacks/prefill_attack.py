@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from crl_core.attacks.common import AttackItem, AttackResult, judge_fields
+from crl_core.attacks.common import AttackItem, AttackResult, judge_fields, register_attack
 from crl_core.config import ConfigBase, config_field
 from crl_core.generation import chat_prompt_ids, decode, generate_from_ids
-from crl_core.registry import ATTACKS
 
-__all__ = ["PrefillConfig", "PrefillAttack", "prefill_attack", "answer_and_judge"]
+__all__ = ["PrefillConfig", "prefill_attack", "answer_and_judge", "generation_budget"]
 
 
 @dataclass
@@ -40,10 +39,9 @@ def prefill_attack(model, tokenizer, items: Sequence[AttackItem], config: Prefil
     return answer_and_judge(model, tokenizer, items, config or PrefillConfig(), prefill=True)
 
 
-@ATTACKS.register("prefill")
-class PrefillAttack:
-    config_class = PrefillConfig
-    target_kind = "opening"
+def generation_budget(config_class: type):
+    """``build_config`` of the generation-only attacks: the evaluation's greedy tokens and batch size."""
+    return lambda ecfg, variant: config_class(max_new_tokens=ecfg.max_new_tokens, batch_size=ecfg.batch_size)
 
-    def __call__(self, model, tokenizer, items, config=None):
-        return prefill_attack(model, tokenizer, items, config)
+
+register_attack("prefill", prefill_attack, PrefillConfig, generation_budget(PrefillConfig))

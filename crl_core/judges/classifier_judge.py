@@ -45,6 +45,22 @@ class HarmBenchClassifierJudge:
     model_name: str = "cais/HarmBench-Llama-2-13b-cls"
     batch_size: int = 8
     version: str = "harmbench-cls-v1"
+    needs_payloads = False  # class attributes (no annotation): not dataclass fields
+    needs_gpu = True
+
+    @classmethod
+    def for_items(cls, rows, payloads=None) -> list:
+        """One callable per prompt row: ``judge(generation) -> bool`` (the classifier sees the request).
+        Needs a GPU: refused with one clear error where CUDA is absent, before any model is loaded."""
+        import torch
+
+        from crl_core.config import ConfigError
+
+        if not torch.cuda.is_available():
+            raise ConfigError("judge: harmbench_classifier runs a 13B classifier and needs a CUDA GPU; this machine "
+                              "has none (use judge: compliance on CPU)")
+        judge = cls()
+        return [lambda g, b=r["prompt"]: judge.judge_batch([b], [g])[0] for r in rows]
 
     def __post_init__(self) -> None:
         self._model = None

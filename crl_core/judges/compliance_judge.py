@@ -31,10 +31,17 @@ class ComplianceVerdict:
 
 @JUDGES.register("compliance")
 class ComplianceJudge:
+    version = f"compliance-v1({RefusalJudge.version},{DegenerationJudge.version})"
+    needs_payloads = False
+
+    @classmethod
+    def for_items(cls, rows, payloads=None) -> list[ComplianceJudge]:
+        judge = cls()
+        return [judge] * len(rows)
+
     def __init__(self) -> None:
         self.refusal = RefusalJudge()
         self.degeneration = DegenerationJudge()
-        self.version = f"compliance-v1({self.refusal.version},{self.degeneration.version})"
 
     def __call__(self, generation: str) -> ComplianceVerdict:
         return ComplianceVerdict(self.refusal(generation).refusal, self.degeneration(generation).degenerate)

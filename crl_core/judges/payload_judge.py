@@ -104,6 +104,13 @@ class PayloadJudge:
     """Callable judge bound to one item's code words: ``PayloadJudge(words)(generation) -> JudgeResult``."""
 
     version = JUDGE_VERSION
+    description = f"{JUDGE_VERSION} (code words contiguous, in order)"
+    needs_payloads = True  # as an evaluation's judge: each item's own payload words
+
+    @classmethod
+    def for_items(cls, rows, payloads) -> list[PayloadJudge]:
+        """One judge per prompt row, bound to that prompt's payload (``payloads``: id -> Payload)."""
+        return [cls(payloads[r["id"]].words) for r in rows]
 
     def __init__(self, code_words: Sequence[str], num_required: int | None = None) -> None:
         self.code_words = tuple(w.lower() for w in code_words)

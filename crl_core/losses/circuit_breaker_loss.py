@@ -1,4 +1,4 @@
-"""Circuit breakers / representation rerouting (RR; Zou et al. 2024), the CB baseline of method.md §7.
+"""Circuit breakers / representation rerouting (RR; Zou et al. 2024), the CB baseline of docs/method.md §6.
 
 * **Reroute** (harmful data, target layers): ``mean ReLU(cos(h_θ, h_0))`` over valid (layer, row,
   token) positions — drive harmful states orthogonal (or opposite) to what the frozen model produced.

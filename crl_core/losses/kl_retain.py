@@ -3,7 +3,7 @@
 ``L_KL = T² · KL(q ‖ p)`` per valid token, with ``q = softmax(z_frozen / T)`` (the frozen model, the
 target) and ``p = softmax(z_current / T)``, averaged over valid tokens (mask-weighted), in float32.
 
-Difference from the published code (method.md §3.3): there the term is
+Difference from the published code (docs/method.md §3.3): there the term is
 ``F.kl_div(log p, q, reduction="batchmean") · T²`` on logits whose pad positions are zeroed, i.e. the
 KL *summed* over all valid tokens and divided by the number of **rows**. Its size therefore grows with
 the sequence length (~1024 tokens per row there), so the weight ε means something different for every

@@ -1,4 +1,4 @@
-"""RepBend (Yousefpour et al. 2025, arXiv 2504.01550), the RepBend baseline of method.md §7.
+"""RepBend (Yousefpour et al. 2025, arXiv 2504.01550), the RepBend baseline of docs/method.md §7.
 
 Representation part of the objective, as in ``code/methods/rep_bending/trainer.py``::
 

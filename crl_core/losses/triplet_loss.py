@@ -1,7 +1,7 @@
-"""The CRL triplet loss (Simko et al. 2025, method.md §3): benign and harmful hinge terms around a
+"""The CRL triplet loss (Simko et al. 2025, docs/method.md §3): benign and harmful hinge terms around a
 harmful centroid.
 
-Notation (method.md §3.2): ``h_θ`` = hidden states of the model being trained (LoRA on), ``h_0`` = the
+Notation (docs/method.md §3): ``h_θ`` = hidden states of the model being trained (LoRA on), ``h_0`` = the
 frozen reference (adapter off), ``μ`` = centroid of the current model's harmful representations, one
 vector per layer. Hidden states arrive stacked as ``[L, B, T, d]`` with a token mask ``[B, T]``.
 
@@ -19,7 +19,7 @@ Differences from the published code (``code/methods/triplet``), all deliberate:
 * Default benign positive distance is ``l2_relative`` (scale-normalised L2), not raw ``norm``: raw
   hidden norms swamp the cosine terms (organism notes, gotcha 3). ``l2`` reproduces the published run.
 * Default margins are ``m_p = 1.0`` and ``m_n = 1.0`` instead of 2 and 3. With the published values
-  both hinges can never switch off (method.md §3.4), so the "triplet" degenerates into a linear
+  both hinges can never switch off (docs/method.md §3.2), so the "triplet" degenerates into a linear
   objective and the margin only adds a constant. With cosine/cosine, ``m_n = 1`` means "done once the
   anchor is 1 unit of cosine distance closer to μ than to h_0", e.g. aligned with μ and orthogonal to
   h_0 — the circuit-breaker target. A margin that keeps its hinge always on is still allowed (to
@@ -73,7 +73,7 @@ CENTROID_MODES: tuple[str, ...] = ("batch", "detached", "running")
 
 
 class HingeAlwaysActiveWarning(UserWarning):
-    """A triplet margin is so large that its hinge can never switch off (method.md §3.4)."""
+    """A triplet margin is so large that its hinge can never switch off (docs/method.md §3.2)."""
 
 
 def hinge_always_active(margin: float, pos_kind: str, neg_kind: str) -> bool:
@@ -138,7 +138,7 @@ class TripletLossConfig(ConfigBase):
                     f"{name}={margin} with d_p={pos}, d_n={neg}: the hinge is always active (margin ≥ "
                     f"max d_n − min d_p = {bound:g}; it can reach 0 at most in a degenerate corner), so "
                     f"the triplet term is effectively linear and the margin only adds a constant "
-                    f"(method.md §3.4); use a margin < {bound:g} for a hinge that can switch off",
+                    f"(docs/method.md §3.2); use a margin < {bound:g} for a hinge that can switch off",
                     HingeAlwaysActiveWarning, stacklevel=4)
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 
 from crl_core.losses import circuit_breaker_loss
-from crl_core.registry import METHODS
+from crl_core.methods.base import register_method
 
 
-@METHODS.register("circuit_breaker")
+@register_method("circuit_breaker", section="circuit_breaker")
 def circuit_breaker(inp):
     cfg = dataclasses.replace(inp.cfg.circuit_breaker, total_steps=inp.cfg.steps,
                               warmup_steps=min(inp.cfg.circuit_breaker.warmup_steps, inp.cfg.steps))

@@ -1,4 +1,4 @@
-"""CRL (method.md §3): α·benign triplet + β·harmful triplet + ε·KL retain.
+"""CRL (docs/method.md §3): α·benign triplet + β·harmful triplet + ε·KL retain.
 
 The benign term runs on ``benign_layers`` with the harmful centroid of those layers (computed from the
 current -- possibly mined -- harmful states); the harmful term runs on ``harmful_layers``.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from crl_core.losses import RunningCentroid, kl_retain_loss, resolve_centroid, triplet_loss
-from crl_core.registry import METHODS
+from crl_core.methods.base import register_method
 
 
 def retain_kl(inp) -> torch.Tensor:
@@ -18,7 +18,7 @@ def retain_kl(inp) -> torch.Tensor:
                           temperature=inp.cfg.retain.kl_temperature)
 
 
-@METHODS.register("crl")
+@register_method("crl", section="triplet", mining=True)
 def crl_loss(inp):
     cfg = inp.cfg.triplet
     h_mask, b_mask = inp.mask("harmful"), inp.mask("benign")

@@ -1,15 +1,15 @@
-"""RepBend (method.md §7): α·L2 benign − β·L2 harmful + γ·harmful diversity + ε·KL retain."""
+"""RepBend (docs/method.md §7): α·L2 benign − β·L2 harmful + γ·harmful diversity + ε·KL retain."""
 
 from __future__ import annotations
 
 import torch
 
 from crl_core.losses import repbend_loss
+from crl_core.methods.base import register_method
 from crl_core.methods.crl import retain_kl
-from crl_core.registry import METHODS
 
 
-@METHODS.register("repbend")
+@register_method("repbend", section="repbend")
 def repbend(inp):
     cfg = inp.cfg.repbend
     last = inp.mask("harmful", "request_last")  # [B, T], one position per row

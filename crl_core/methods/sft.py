@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 
 from crl_core.losses.distances import upcast
-from crl_core.registry import METHODS
+from crl_core.methods.base import register_method
 
 
-@METHODS.register("sft")
+@register_method("sft", needs_reference=False)  # no frozen pass: plain finetuning
 def sft(inp):
     sl = inp.rows["retain"]
     logits = upcast(inp.cur_logits[:, :-1])
@@ -17,5 +17,3 @@ def sft(inp):
     ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100)
     return inp.cfg.retain.sft_weight * ce, {"ce": float(ce.detach())}
 
-
-sft.needs_reference = False  # no frozen pass: plain finetuning

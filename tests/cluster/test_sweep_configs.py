@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import pytest
 
 from crl_core.config import ConfigError
-from sweeps import engine
+from sweeps import engine, margin_sweep
+from sweeps.engine import preflight
 from sweeps.margin_sweep import load_sweep_config, parse_args
 
 from .conftest import ROOT
@@ -24,7 +25,7 @@ def offline_llama(monkeypatch, tmp_path):
     """validate_before_launch without the hub, a GPU or a cluster: the shape is the published one (32 blocks), and
     RAY_ADDRESS skips the check against this machine (the cluster check runs in test_simulated_cluster)."""
     llama = SimpleNamespace(num_hidden_layers=LLAMA3_8B_BLOCKS, hidden_size=4096, vocab_size=128256)
-    monkeypatch.setattr(engine, "_model_config", lambda name: llama)
+    monkeypatch.setattr(preflight, "model_config", lambda name: llama)
     monkeypatch.setenv("RAY_ADDRESS", "ray://not-contacted:10001")
     return lambda *o: _load(LLAMA, f"storage_dir={tmp_path / 'sweeps'}",
                             f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", *o)
@@ -40,18 +41,18 @@ def test_llama3_8b_structure():
     assert tc.data.batch_benign * tc.optim.grad_accum == 16                          # published rows per step
     res = cfg.resources
     assert res.train_backed and res.per_trial() == {"CPU": 8.1, "GPU": 1.0}
-    assert cfg.evaluation.kind == "proxy"   # harmbench_classifier is not selectable by a sweep yet
+    assert cfg.evaluation["preset"] == "proxy"   # cheap: no generation (the header shows the classifier route)
     assert cfg.objective.eval_every * 4 == tc.steps
-    space = cfg.params()
-    assert space["optim.lr"].bounds() == [2e-5, 3e-4]                                 # method.md §10
+    space = cfg.space().params
+    assert space["optim.lr"].bounds() == [2e-5, 3e-4]                                 # docs/method.md §10.3
     assert space["triplet.margin_harmful"].bounds() == [0.0, 2.0]
     assert space["lora.rank"].bounds() == [8, 16, 32]
 
 
 def test_llama3_8b_every_corner_fits_32_blocks(offline_llama):
     cfg = offline_llama()
-    engine.validate_before_launch(cfg)   # search keys, all layer corners vs 32 blocks, tracking URI
-    space = cfg.params()
+    engine.validate_before_launch(cfg, margin_sweep.OBJECTIVES)   # search keys, all layer corners vs 32 blocks, tracking URI
+    space = cfg.space().params
     deepest = space["harmful_layers.start"].bounds()[1] + space["harmful_layers.width"].bounds()[1] - 1
     assert deepest <= LLAMA3_8B_BLOCKS
 
@@ -59,7 +60,7 @@ def test_llama3_8b_every_corner_fits_32_blocks(offline_llama):
 def test_llama3_8b_the_unnarrowed_window_of_method_md_is_refused(offline_llama):
     cfg = offline_llama("search_space.harmful_layers.start.high=24", "search_space.harmful_layers.width.high=16")
     with pytest.raises(ConfigError, match="past the model's depth"):
-        engine.validate_before_launch(cfg)
+        engine.validate_before_launch(cfg, margin_sweep.OBJECTIVES)
 
 
 def test_smollm2_validates_before_launch(tmp_path):
@@ -70,7 +71,7 @@ def test_smollm2_validates_before_launch(tmp_path):
     if cached_smollm2_dir() is None:
         pytest.skip("SmolLM2 is not prepared on this machine (`crl model prepare smollm2`); "
                     "validate_before_launch reads its config.json")
-    engine.validate_before_launch(cfg)
+    engine.validate_before_launch(cfg, margin_sweep.OBJECTIVES)
 
 
 def test_object_store_storage_dir_is_refused_before_launch():

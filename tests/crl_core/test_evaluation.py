@@ -42,6 +42,13 @@ def test_report_schema(tiny_dir):
     assert spec["generation"] == {"decoding": "greedy", "max_new_tokens": 6}
     assert spec["attacks"]["embedding"]["config"]["steps"] == 2
     assert spec["judges"]["asr"].startswith("compliance-v1")
+    assert report["schema"] == {"name": "crl-eval-report", "version": 2} and spec["config"]["version"] == 2
+    m = report["metrics"]  # the registered metrics, from the per-item results, agree with the summaries
+    assert m["benign_accuracy"] == report["benign_accuracy"] and m["over_refusal"] == report["over_refusal"]
+    assert m["asr"] == max(a["asr"] for a in report["attacks"].values())
+    assert m["degenerate_rate_harmful"] == report["degenerate_rate"]["harmful"]
+    assert set(report["metric_versions"]) >= {"asr", "benign_accuracy", "over_refusal", "degenerate_rate"}
+    assert len(report["capability_items"]["benign"]) == 3
     json.dumps(report)  # serialisable
     assert "| direct |" in format_markdown(report)
 
@@ -60,8 +67,19 @@ def test_bad_evaluation_configs(tiny_dir, overrides, message):
 
 
 def test_unknown_preset():
-    with pytest.raises(ConfigError, match="unknown evaluation preset"):
+    with pytest.raises(ConfigError, match="unknown evaluation preset 'gpt4'.*known: organism, organism-sweep"):
         evaluation_config_for("gpt4")
+
+
+def test_proxy_preset_scores_log_probabilities_without_attacks(tiny_dir):
+    cfg = evaluation_config_for("proxy", {"model": str(tiny_dir), "limit": 3, "max_length": 48})
+    report = run_evaluation(cfg, log=lambda m: None)
+    assert set(report["metrics"]) == {"asr", "asr_proxy", "benign_accuracy", "over_refusal", "harmful_refusal_margin"}
+    margins = [r["margin"] for r in report["items"]["proxy"]]
+    assert report["metrics"]["harmful_refusal_margin"] == pytest.approx(-sum(margins) / 3)
+    assert report["metrics"]["asr"] == sum(m > 0 for m in margins) / 3
+    with pytest.raises(ConfigError, match="runs no attacks"):
+        evaluation_config_for("proxy", {"attacks": ["direct"]})
 
 
 def test_adapter_made_for_another_base_model_is_refused(tiny_dir, tmp_path):

@@ -15,13 +15,9 @@ RAY_TMP = Path(tempfile.mkdtemp(prefix="crl-rt-", dir="/tmp"))
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from crl_core.models.tiny import build_tiny_tokenizer, tiny_llama
+    from sweeps.tiny import make_tiny_model
 
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tok = build_tiny_tokenizer("chatml")
-    tiny_llama(len(tok), hidden_size=32, num_layers=3, seed=0).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
 @pytest.fixture(scope="session")
@@ -65,32 +61,13 @@ def _no_leaked_placement_groups():
 
 @pytest.fixture
 def sweep_yaml(tmp_path, tiny_model_dir):
-    """Write a tiny-model sweep YAML (proxy objective) with ``changes`` deep-merged; returns its path."""
-    from crl_core.config import apply_overrides
+    """Write a tiny-model sweep YAML (sweeps/tiny.py, proxy objective) with ``changes`` deep-merged; returns
+    its path."""
+    from sweeps.tiny import tiny_sweep
 
     def write(name: str = "sweep.yaml", **changes) -> Path:
-        data = {
-            "experiment": "tiny", "num_samples": 2, "seed": 0,
-            "train": {"preset": "smollm2-crl", "overrides": {
-                "model": {"name": str(tiny_model_dir)}, "steps": 4, "num_threads": 1,
-                "harmful_layers": {"start": 1, "width": 2}, "benign_layers": "all",
-                "lora": {"rank": 4, "alpha": 4, "target_modules": ["q_proj", "v_proj"]},
-                "data": {"preset": "smollm2", "batch_benign": 2, "batch_harmful": 2, "batch_retain": 2,
-                         "max_length": 48, "harmful_limit": 16},
-                "mining": {"init_steps": 2, "reinit_every": 2}, "log_every": 100}},
-            "search_space": {
-                "triplet.margin_benign": {"type": "uniform", "low": 0.0, "high": 1.9},
-                "triplet.margin_harmful": {"type": "uniform", "low": 0.0, "high": 1.9},
-                "harmful_layers.start": {"type": "int", "low": 1, "high": 2},
-                "mining.enabled": {"type": "choice", "values": [False, True]}},
-            "objective": {"kind": "single", "metric": "score", "mode": "max", "eval_every": 2},
-            "evaluation": {"kind": "proxy", "limit": 4},
-            "resources": {"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 2, "max_failures": 0},
-            "storage_dir": str(tmp_path / "sweeps"),
-            "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "artifact_root": str(tmp_path / "mlruns")},
-        }
         path = tmp_path / name
-        path.write_text(yaml.safe_dump(apply_overrides(data, changes)))
+        path.write_text(yaml.safe_dump(tiny_sweep(tiny_model_dir, tmp_path, **changes)))
         return path
 
     return write

@@ -2,7 +2,7 @@
 
 import logging
 
-from sweeps.console import ProgressLog, drop_torn_snapshot_copy, trial_log
+from sweeps.engine.console import ProgressLog, drop_torn_snapshot_copy, trial_log
 
 
 def _record(msg, exc=None):

@@ -19,8 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from crl_core.config import ConfigError
 from sweeps import margin_sweep
-from sweeps.durable import TRIAL_ID_ATTR, plan_resume
 from sweeps.engine import DriverLock
+from sweeps.engine.durable import TRIAL_ID_ATTR, plan_resume
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,8 @@ import shutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeps import engine, margin_sweep
+from sweeps import margin_sweep
+from sweeps.engine import driver
 
 
 def _parent(client, tmp_path):
@@ -52,7 +53,7 @@ def test_a_sweep_that_fails_before_any_trial_marks_its_run_failed_and_can_simply
     def boom(*args, **kwargs):
         raise RuntimeError("the Tuner could not be built")
 
-    monkeypatch.setattr(engine, "_run_segments", boom)
+    monkeypatch.setattr(driver, "run_segments", boom)
     with pytest.raises(RuntimeError, match="could not be built"):
         margin_sweep.main(["--config", str(path), "--experiment", "tiny"])
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")

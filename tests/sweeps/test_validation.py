@@ -5,6 +5,7 @@ import pytest
 from crl_core.config import ConfigError, load_config, load_yaml
 from crl_core.redaction import loggable_params, redact_secrets
 from sweeps.engine import SweepConfig, run_sweep, validate_before_launch
+from sweeps.margin_sweep import OBJECTIVES
 
 
 def _config(path, *overrides) -> SweepConfig:
@@ -13,47 +14,47 @@ def _config(path, *overrides) -> SweepConfig:
 
 def test_the_tiny_sweep_config_is_valid(sweep_yaml):
     cfg = _config(sweep_yaml())
-    base = validate_before_launch(cfg)
-    assert base["model"]["name"] and sorted(cfg.params()) == [
+    base = validate_before_launch(cfg, OBJECTIVES)
+    assert base["model"]["name"] and sorted(cfg.space().params) == [
         "harmful_layers.start", "mining.enabled", "triplet.margin_benign", "triplet.margin_harmful"]
 
 
 def test_unknown_search_key_is_rejected_with_a_suggestion(sweep_yaml):
     cfg = _config(sweep_yaml(search_space={"triplet.margin_benig": {"type": "uniform", "low": 0, "high": 1}}))
     with pytest.raises(ConfigError, match=r"search_space\.triplet\.margin_benig=.*did you mean 'margin_benign'"):
-        validate_before_launch(cfg)
+        validate_before_launch(cfg, OBJECTIVES)
 
 
 def test_a_layer_past_the_model_depth_is_rejected(sweep_yaml):
     cfg = _config(sweep_yaml(search_space={"harmful_layers.start": {"type": "int", "low": 1, "high": 3}}))
     with pytest.raises(ConfigError, match=r"harmful_layers\.start=3.*index 4 is past the model's depth.*3 decoder"):
-        validate_before_launch(cfg)
+        validate_before_launch(cfg, OBJECTIVES)
 
 
 def test_a_layer_window_ignored_by_the_preset_is_rejected(sweep_yaml):
     cfg = _config(sweep_yaml(train={"overrides": {"harmful_layers": {"indices": [1, 2]}}}))
     with pytest.raises(ConfigError, match="overrides start/width"):
-        validate_before_launch(cfg)
+        validate_before_launch(cfg, OBJECTIVES)
 
 
 def test_workers_that_cannot_fit_are_rejected_before_any_trial(sweep_yaml, tmp_path):
     cfg = _config(sweep_yaml(resources={"workers": 3, "cpus_per_worker": 1}))
     with pytest.raises(ConfigError, match=r"resources: one trial needs 3\.1 CPU .* has 2"):
-        run_sweep(cfg)
+        run_sweep(cfg, OBJECTIVES)
     assert not (tmp_path / "sweeps").exists()
 
 
 def test_an_unreachable_tracking_server_is_rejected(sweep_yaml):
     cfg = _config(sweep_yaml(tracking={"uri": "http://127.0.0.1:9"}))
     with pytest.raises(ConfigError, match="tracking.uri: the MLflow server at http://127.0.0.1:9 is not reachable"):
-        validate_before_launch(cfg)
+        validate_before_launch(cfg, OBJECTIVES)
 
 
 def test_bad_parameter_specs_are_rejected(sweep_yaml):
     with pytest.raises(ConfigError, match="loguniform needs low > 0"):
-        _config(sweep_yaml(search_space={"optim.lr": {"type": "loguniform", "low": 0, "high": 1}})).params()
+        _config(sweep_yaml(search_space={"optim.lr": {"type": "loguniform", "low": 0, "high": 1}})).space()
     with pytest.raises(ConfigError, match="choice needs a non-empty 'values'"):
-        _config(sweep_yaml(search_space={"mining.enabled": {"type": "choice", "values": []}})).params()
+        _config(sweep_yaml(search_space={"mining.enabled": {"type": "choice", "values": []}})).space()
 
 
 def test_credentials_are_filtered_from_params_and_redacted_from_configs():
@@ -65,7 +66,7 @@ def test_credentials_are_filtered_from_params_and_redacted_from_configs():
 
 
 def test_a_malformed_actor_reuse_switch_is_rejected():
-    from sweeps.engine import _reuse_trial_actors
+    from sweeps.engine.cluster import _reuse_trial_actors
 
     assert _reuse_trial_actors("1") is True and _reuse_trial_actors("0") is False
     with pytest.raises(ConfigError, match="CRL_REUSE_TRIAL_ACTORS must be 0 or 1, got 'false'"):
@@ -84,7 +85,7 @@ def test_a_malformed_actor_reuse_switch_is_rejected():
 def test_bad_input_fails_before_ray_starts_with_one_line(sweep_yaml, tmp_path, changes, message):
     cfg_path = sweep_yaml(**changes)
     with pytest.raises(ConfigError, match=message) as info:
-        run_sweep(_config(cfg_path))
+        run_sweep(_config(cfg_path), OBJECTIVES)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "sweeps").exists() and not (tmp_path / "mlflow.db").exists()
 
@@ -95,7 +96,7 @@ def test_an_unknown_attack_fails_before_ray_starts(tmp_path):
     cfg = load_sweep_config(parse_args(["--smoke", "evaluation.attacks=[nosuch]", f"storage_dir={tmp_path / 's'}",
                                         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"]))
     with pytest.raises(ConfigError, match=r"evaluation\.attacks: unknown attack 'nosuch'"):
-        run_sweep(cfg)
+        run_sweep(cfg, OBJECTIVES)
     assert not (tmp_path / "s").exists()
 
 
@@ -114,14 +115,14 @@ def test_an_unusable_storage_dir_fails_before_ray_starts(sweep_yaml, tmp_path, k
         target.mkdir(mode=0o500)
         storage, message = target / "sweeps", "is not writable"
     with pytest.raises(ConfigError, match=message):
-        run_sweep(_config(sweep_yaml(storage_dir=str(storage))))
+        run_sweep(_config(sweep_yaml(storage_dir=str(storage))), OBJECTIVES)
 
 
 def test_a_storage_dir_that_is_a_file_is_refused(sweep_yaml, tmp_path):
     target = tmp_path / "store"
     target.write_text("x")
     with pytest.raises(ConfigError, match="exists and is not a folder"):
-        run_sweep(_config(sweep_yaml(storage_dir=str(target))))
+        run_sweep(_config(sweep_yaml(storage_dir=str(target))), OBJECTIVES)
 
 
 def test_an_empty_sweep_yaml_says_so(tmp_path, capsys):
@@ -140,8 +141,8 @@ def test_first_runs_against_a_new_sqlite_store_at_once_all_succeed(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    code = (f"import sys; sys.path.insert(0, {str(root)!r}); from sweeps.engine import _check_tracking; "
-            f"_check_tracking('sqlite:///{tmp_path / 'new.db'}')")
+    code = (f"import sys; sys.path.insert(0, {str(root)!r}); from sweeps.engine.preflight import check_tracking; "
+            f"check_tracking('sqlite:///{tmp_path / 'new.db'}')")
     procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(3)]
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(e[-500:] for e in errors)

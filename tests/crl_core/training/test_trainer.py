@@ -196,7 +196,7 @@ def test_impossible_layers_are_rejected_before_any_compute(overrides, message, t
     ({"data": {"preset": "llama"}}, "preset"),
     ({"lora": {"rank": 0}}, "lora.rank"),
     ({"retain": {"kl_temperature": 0.0}}, "kl_temperature"),
-    ({"eval": {"split": "train"}}, "split"),
+    ({"eval": {"overrides": {"split": "train"}}}, "split"),
 ])
 def test_train_config_validation(data, message):
     with pytest.raises(ConfigError, match=message):

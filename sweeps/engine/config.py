@@ -1,0 +1,192 @@
+"""The sweep's config schema (``SweepConfig``: YAML + ``key=value``), the recipe's objectives, and where results go.
+
+Every section is validated on construction (``crl_core.config``); what needs the model, the disk, the
+tracking server or Ray is checked in ``preflight.py``. The search space is ``space.py``'s.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from crl_core.config import ConfigBase, ConfigError, apply_overrides, config_field, load_yaml
+from crl_core.registry import METRICS
+from sweeps.engine.space import SearchSpace
+
+__all__ = ["Objectives", "TrainSection", "ObjectiveSettings", "ResourceSettings", "TrackingSettings", "SweepConfig",
+           "in_job_working_dir_copy", "results_base", "resolve_result_path"]
+
+
+@dataclass(frozen=True)
+class Objectives:
+    """What a recipe optimises (``sweeps/margin_sweep.py`` declares it).
+
+    ``derived``: objective name -> function of one evaluation's metrics (e.g. ``score``); a trial reports
+    them next to the evaluation's own metrics, and ``objective.metric`` may name any of the two.
+    ``multi``: the ``(metric, "min"|"max")`` list of ``objective.kind: multi`` (a Pareto front, no ASHA).
+    """
+
+    derived: dict[str, Callable[[dict[str, float]], float]] = field(default_factory=dict)
+    multi: tuple[tuple[str, str], ...] = ()
+
+    def add_derived(self, metrics: dict[str, float]) -> dict[str, float]:
+        return {**metrics, **{name: float(fn(metrics)) for name, fn in self.derived.items()}}
+
+    def names(self) -> list[str]:
+        return sorted(self.derived) + METRICS.names()
+
+    def check_metric(self, name: str) -> None:
+        """``name`` is a derived objective, a registered metric, or a part of one (``asr_direct``)."""
+        if name in self.derived or any(name == m or name.startswith(f"{m}_") for m in METRICS.names()):
+            return
+        raise ConfigError(f"objective.metric: '{name}' is neither a recipe objective nor a registered metric; "
+                          f"known: {', '.join(self.names())} (and per-attack parts such as asr_direct)")
+
+
+def in_job_working_dir_copy(cwd: Path | None = None) -> bool:
+    """True when this process runs in the temporary copy ``ray job submit --working-dir`` makes (Ray keeps
+    it under ``.../runtime_resources/working_dir_files/``; it goes with the Ray session)."""
+    return "working_dir_files" in Path(cwd or os.getcwd()).resolve().parts
+
+
+def results_base() -> Path:
+    """What relative result paths (``storage_dir``, a ``sqlite:///`` tracking file, ``artifact_root``) are
+    relative to: the working directory, except inside a ``ray job submit`` working-dir copy, where results
+    would vanish with the Ray session: there ``$CRL_RESULTS_DIR``, default ``~/crl-sweep`` (docs/sweeps.md)."""
+    if in_job_working_dir_copy():
+        return Path(os.environ.get("CRL_RESULTS_DIR") or "~/crl-sweep").expanduser().resolve()
+    return Path.cwd()
+
+
+def resolve_result_path(path: str) -> Path:
+    p = Path(path).expanduser()
+    return (p if p.is_absolute() else results_base() / p).resolve()
+
+
+@dataclass
+class TrainSection(ConfigBase):
+    preset: str = config_field("organism-crl", help="name in crl_core/configs/train/ or a YAML path")
+    overrides: dict[str, Any] = config_field(default_factory=dict, help="nested TrainConfig values on top")
+
+    def preset_path(self) -> Path:
+        from crl_core.training import preset_path
+
+        p = Path(self.preset)
+        if p.suffix in (".yaml", ".yml"):
+            if not p.is_file():
+                raise ConfigError(f"train.preset: file not found: {p}")
+            return p
+        try:
+            return preset_path(self.preset)
+        except ConfigError as exc:
+            raise ConfigError(f"train.preset: {exc}") from None
+
+
+@dataclass
+class ObjectiveSettings(ConfigBase):
+    kind: Literal["single", "multi"] = config_field(
+        "single", help="single: metric + mode with ASHA; multi: the recipe's objectives with a Pareto front")
+    metric: str = config_field("score", help="a recipe objective (margin_sweep.py: score) or a registered metric")
+    mode: Literal["min", "max"] = config_field("max")
+    eval_every: int = config_field(0, min=0, help="steps between evaluations (ASHA rungs); 0 = only at the end")
+    grace_rungs: int = config_field(1, min=1, help="ASHA: evaluations a trial always gets")
+    reduction_factor: int = config_field(2, min=2, help="ASHA reduction factor")
+
+
+@dataclass
+class ResourceSettings(ConfigBase):
+    workers: int = config_field(1, min=1, help="training processes per trial (> 1: Ray Train DDP)")
+    cpus_per_worker: float = config_field(1.0, min=0.1)
+    gpus_per_worker: float = config_field(0.0, min=0.0)
+    max_concurrent_trials: int = config_field(2, min=1)
+    max_failures: int = config_field(1, min=0, help="restarts of a failed trial / worker group from its checkpoint")
+    num_cpus: int = config_field(0, min=0, help="CPUs of a Ray started by the sweep (0 = every core)")
+
+    @property
+    def train_backed(self) -> bool:
+        return self.workers > 1 or self.gpus_per_worker > 0
+
+    def per_trial(self) -> dict[str, float]:
+        """CPU/GPU one trial holds: the Train path adds a 0.1-CPU driver (stack-notes §3b)."""
+        cpu = self.workers * self.cpus_per_worker + (0.1 if self.train_backed else 0.0)
+        return {"CPU": cpu, "GPU": self.workers * self.gpus_per_worker}
+
+
+@dataclass
+class TrackingSettings(ConfigBase):
+    uri: str = config_field("", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    artifact_root: str = config_field("", help="artifact folder of a new sqlite-backed experiment (default ./mlruns)")
+    tags: dict[str, str] = config_field(default_factory=dict, help="extra tags of the parent run (secrets dropped)")
+
+
+@dataclass
+class SweepConfig(ConfigBase):
+    experiment: str = config_field("crl-organism", help="MLflow experiment and sweep folder name")
+    num_samples: int = config_field(8, min=1, help="number of trials")
+    seed: int = config_field(0, min=0, help="seed of the TPE sampler")
+    train: TrainSection = field(default_factory=TrainSection)
+    search_space: dict[str, Any] = config_field(
+        default_factory=dict, help="dotted TrainConfig key -> {type, low, high | values, when}; null drops a key")
+    objective: ObjectiveSettings = field(default_factory=ObjectiveSettings)
+    evaluation: dict[str, Any] = config_field(
+        default_factory=lambda: {"preset": "organism-sweep"},
+        help="a registered evaluation preset (`preset`) and EvaluationConfig keys on top (crl_core/evaluation)")
+    resources: ResourceSettings = field(default_factory=ResourceSettings)
+    storage_dir: str = config_field("outputs/sweeps", help="sweep folders: Optuna study, Tune state, trials")
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
+
+    def validate(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.experiment):
+            raise ConfigError(f"experiment: '{self.experiment}' must be letters, digits, '_', '.', '-'")
+        if "://" in self.storage_dir:
+            raise ConfigError(f"storage_dir: '{self.storage_dir}' is an object-store URI; the sweep keeps its Optuna "
+                              "study and Tune state on a local or shared file system (e.g. an NFS mount) -- "
+                              "object-store storage is not supported yet")
+        if "kind" in self.evaluation:
+            raise ConfigError("evaluation.kind: replaced by evaluation.preset (organism-sweep for the organism, "
+                              "proxy for any model; `crl eval --help` lists the presets)")
+        if not self.space().params:
+            raise ConfigError("search_space: empty; declare at least one dimension")
+
+    def space(self) -> SearchSpace:
+        return SearchSpace.parse(self.search_space)
+
+    def evaluation_config(self, train_cfg):
+        """The trials' evaluation: this section over its preset, on the trained model, seed and length."""
+        from crl_core.evaluation import evaluation_config_for
+
+        section = dict(self.evaluation)
+        preset = section.pop("preset", "organism-sweep")
+        base = {"model": train_cfg.model.name, "seed": train_cfg.seed, "max_length": train_cfg.data.max_length}
+        try:
+            return evaluation_config_for(preset, {**base, **section})
+        except ConfigError as exc:
+            raise ConfigError(f"evaluation.{exc}") from None
+
+    @property
+    def storage_root(self) -> Path:
+        return resolve_result_path(self.storage_dir)
+
+    @property
+    def sweep_dir(self) -> Path:
+        return self.storage_root / self.experiment
+
+    def tracking_uri(self) -> str:
+        uri = self.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI", "") or "sqlite:///mlflow.db"
+        if uri.startswith("sqlite:///"):  # Tune moves trials into other folders: never relative
+            return f"sqlite:///{resolve_result_path(uri[len('sqlite:///'):])}"
+        return uri
+
+    def artifact_location(self) -> str | None:
+        if self.tracking_uri().startswith(("http://", "https://")) and not self.tracking.artifact_root:
+            return None  # the server's --default-artifact-root / --serve-artifacts decides
+        return str(resolve_result_path(self.tracking.artifact_root or "mlruns") / self.experiment)
+
+    def base_train_dict(self) -> dict[str, Any]:
+        base = apply_overrides(load_yaml(self.train.preset_path()), self.train.overrides)
+        base["eval"] = {**base.get("eval", {}), "enabled": False}  # the sweep evaluates, not `crl train`
+        return base

@@ -1,0 +1,203 @@
+"""Pre-flight: every check a sweep can make before Ray starts, so bad input costs one clear error and no compute.
+
+:func:`validate_before_launch` builds a TrainConfig at every corner of the search space (with the values
+that switch conditional dimensions on), checks layer indices against the model's depth
+(``TrainConfig.layout``), the evaluation, the budget, memory, storage, resources and the tracking URI.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from crl_core.config import ConfigError
+from crl_core.redaction import redact_text, redact_uri
+from crl_core.registry import EVAL_PRESETS, JUDGES
+from sweeps.engine.config import Objectives, ResourceSettings, SweepConfig
+from sweeps.engine.space import train_config_for
+
+__all__ = ["validate_before_launch", "check_resources", "local_resources", "check_tracking", "sqlite_schema_lock",
+           "memory_floor_bytes"]
+
+LAYER_KEYS = ("harmful_layers.", "lora.blocks", "mining.block_", "mining.enabled")
+
+
+def model_config(model_name: str):
+    from transformers import AutoConfig
+
+    from crl_core.models.loading import resolve_model_path
+
+    return AutoConfig.from_pretrained(resolve_model_path(model_name))
+
+
+def sqlite_schema_lock(uri: str):
+    """For a ``sqlite:///`` store: a file lock on ``<db>.lock`` while MLflow creates or migrates its schema
+    (two first runs against a new store at once: the second failed inside alembic's migration)."""
+    import contextlib
+
+    from filelock import FileLock
+
+    return FileLock(f"{uri[len('sqlite:///'):]}.lock") if uri.startswith("sqlite:///") else contextlib.nullcontext()
+
+
+def check_tracking(uri: str) -> None:
+    shown = redact_uri(uri)  # never echo a password
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as resp:
+                if resp.status != 200:
+                    raise ConfigError(f"tracking.uri: {shown}/health answered HTTP {resp.status}")
+        except (urllib.error.URLError, OSError) as exc:
+            raise ConfigError(f"tracking.uri: the MLflow server at {shown} is not reachable: {redact_text(str(exc))}") from None
+        return
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"tracking.uri: cannot create {folder} for {shown}: {exc}") from None
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"tracking.uri: {folder} is not writable")
+    from mlflow.tracking import MlflowClient
+
+    try:
+        with sqlite_schema_lock(uri):  # the first use creates the schema: one process at a time
+            MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as exc:  # mlflow raises many kinds; any of them means "unusable"
+        raise ConfigError(f"tracking.uri: cannot use {shown}: {type(exc).__name__}: {redact_text(str(exc))}") from None
+
+
+def check_resources(res: ResourceSettings, available: dict[str, float], where: str) -> None:
+    need = res.per_trial()
+    for kind in ("CPU", "GPU"):
+        if need[kind] > available.get(kind, 0.0) + 1e-9:
+            raise ConfigError(
+                f"resources: one trial needs {need[kind]:g} {kind} (workers={res.workers} x "
+                f"{kind.lower()}s_per_worker={res.cpus_per_worker if kind == 'CPU' else res.gpus_per_worker:g}"
+                f"{' + 0.1 for the trial driver' if kind == 'CPU' and res.train_backed else ''}) but {where} "
+                f"has {available.get(kind, 0.0):g}")
+
+
+def local_resources(res: ResourceSettings) -> dict[str, float]:
+    import torch
+
+    return {"CPU": float(res.num_cpus or os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+
+
+def check_storage(cfg: SweepConfig) -> None:
+    """``storage_dir`` must be (or be creatable as) a writable folder; nothing is created here."""
+    root = cfg.storage_root
+    for path in (cfg.sweep_dir, root):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"storage_dir: {path} exists and is not a folder")
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"storage_dir: {existing} (on the way to {root}) is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"storage_dir: {existing} is not writable, so {root} cannot be created or used")
+
+
+def check_objective(cfg: SweepConfig, objectives: Objectives, steps: int) -> None:
+    every = cfg.objective.eval_every
+    if every > steps:
+        raise ConfigError(f"objective.eval_every: {every} is more than the {steps} training steps of a trial")
+    grace = (every or steps) * cfg.objective.grace_rungs
+    if cfg.objective.kind == "single" and grace > steps:
+        raise ConfigError(f"objective.grace_rungs: {cfg.objective.grace_rungs} rungs of {every or steps} steps = "
+                          f"{grace} steps, more than the {steps} steps of a trial (ASHA's grace period must fit)")
+    if cfg.objective.kind == "single":
+        objectives.check_metric(cfg.objective.metric)
+    elif not objectives.multi:
+        raise ConfigError("objective.kind: multi, but the recipe declares no multi-objective list")
+
+
+def check_evaluation(cfg: SweepConfig, base_cfg) -> Any:
+    ecfg = cfg.evaluation_config(base_cfg)
+    preset, name = EVAL_PRESETS.get(ecfg.preset), base_cfg.model.name
+    if preset.payloads and name != "organism" and not (Path(name) / "payloads.jsonl").is_file():
+        raise ConfigError(f"evaluation.preset: '{ecfg.preset}' judges the organism's payloads, but the model is "
+                          f"'{name}'; use evaluation.preset=proxy for other models")
+    if getattr(JUDGES.get(ecfg.asr_judge()), "needs_gpu", False) and cfg.resources.gpus_per_worker <= 0:
+        raise ConfigError(f"evaluation.judge: {ecfg.asr_judge()} needs a GPU in every trial; set "
+                          "resources.gpus_per_worker (or use judge: compliance on CPU)")
+    return ecfg
+
+
+def memory_floor_bytes(train_cfg, model_cfg) -> int:
+    """A lower bound on one trial's training memory: the weights, the hidden states of every layer for the
+    adapted and the frozen pass, and the retain rows' logits of both (activations inside blocks, optimizer
+    state and the evaluation come on top)."""
+    d = train_cfg.data
+    rows, t = d.batch_benign + d.batch_harmful + d.batch_retain, d.max_length
+    width = 2 if train_cfg.model.dtype in ("bfloat16", "float16") else 4
+    layers, hidden = int(model_cfg.num_hidden_layers), int(model_cfg.hidden_size)
+    vocab = int(model_cfg.vocab_size)
+    n_params = layers * 12 * hidden * hidden + 2 * vocab * hidden  # a transformer's usual count
+    return int(n_params * width + 2 * rows * t * hidden * (layers + 1) * width + 2 * d.batch_retain * t * vocab * 4)
+
+
+def check_memory(cfg: SweepConfig, train_cfg, model_cfg) -> None:
+    """Refuse a batch that cannot fit: only for trials on this machine's CPUs (a GPU or a cluster's nodes
+    are not visible from the driver before launch)."""
+    if os.environ.get("RAY_ADDRESS") or cfg.resources.train_backed:
+        return
+    import psutil
+
+    concurrent = min(cfg.resources.max_concurrent_trials, cfg.num_samples)
+    need = memory_floor_bytes(train_cfg, model_cfg) * concurrent
+    available = psutil.virtual_memory().available
+    if need > available:
+        d = train_cfg.data
+        raise ConfigError(f"train.data: batches of {d.batch_benign}+{d.batch_harmful}+{d.batch_retain} rows x "
+                          f"{d.max_length} tokens need at least {need / 2**30:.1f} GiB for {concurrent} concurrent "
+                          f"trial(s), this machine has {available / 2**30:.1f} GiB available; lower the batch "
+                          "sizes, data.max_length or resources.max_concurrent_trials")
+
+
+def _shown(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+def validate_before_launch(cfg: SweepConfig, objectives: Objectives, ray_running: bool = False) -> dict[str, Any]:
+    """Every check that needs no running Ray; returns the base train dict. Raises ConfigError."""
+    base = cfg.base_train_dict()
+    space = cfg.space()
+    probe_dir = str(cfg.sweep_dir / "trials" / "probe")
+    try:
+        base_cfg = train_config_for(base, {}, probe_dir)
+    except ConfigError as exc:
+        raise ConfigError(f"train ({cfg.train.preset} + overrides): {exc}") from None
+    for key in space.params:
+        for values in space.corners([key], base):
+            try:
+                train_config_for(base, values, probe_dir)
+            except ConfigError as exc:
+                raise ConfigError(f"search_space.{key}={values.get(key)!r}: {exc}") from None
+    idle = space.never_active(base)
+    if idle:
+        raise ConfigError(f"search_space.{idle[0]}: never sampled (its condition {space.params[idle[0]].when} is false "
+                          "in the training preset); drop it (null) or search the key it depends on")
+    window = [k for k in space.params if k in ("harmful_layers.start", "harmful_layers.width")]
+    if window and base_cfg.harmful_layers.indices is not None:
+        raise ConfigError(f"search_space.{window[0]}: the preset sets harmful_layers.indices "
+                          f"{base_cfg.harmful_layers.indices}, which overrides start/width; set "
+                          "train.overrides.harmful_layers.indices: null")
+    check_evaluation(cfg, base_cfg)
+    check_storage(cfg)
+    check_objective(cfg, objectives, base_cfg.steps)
+    mcfg = model_config(base_cfg.model.name)
+    depth = int(mcfg.num_hidden_layers)
+    check_memory(cfg, base_cfg, mcfg)
+    layer_keys = [k for k in space.params if k.startswith(LAYER_KEYS)]
+    for values in space.corners(layer_keys, base):
+        try:
+            train_config_for(base, values, probe_dir).layout(depth)
+        except ConfigError as exc:
+            raise ConfigError(f"search_space ({_shown(values) if values else 'the base preset'}): {exc}") from None
+    if not os.environ.get("RAY_ADDRESS") and not ray_running:
+        check_resources(cfg.resources, local_resources(cfg.resources), "this machine")
+    check_tracking(cfg.tracking_uri())
+    return base

@@ -1,0 +1,183 @@
+"""One trial: train a point of the search space, evaluate it every ``eval_every`` steps, report to Tune.
+
+- one worker, no GPU: the loop runs inside the Tune function trial (:func:`function_trial`);
+- several workers or GPUs: the trial drives a Ray Train ``TorchTrainer`` (:func:`train_backed_trial`, Train
+  V2 pattern); the workers run the same loop (:func:`run_trial_loop`) as DDP ranks and report
+  checkpoints, so a failed worker group resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from crl_core.config import config_hash
+from sweeps.engine import failpoints
+from sweeps.engine.config import Objectives, ResourceSettings
+from sweeps.engine.console import trial_log
+from sweeps.engine.durable import CONTINUE_KEY, effective_trial_id, trial_params
+from sweeps.engine.ray_private import drain_train_reports
+from sweeps.engine.runs import TrialTracker
+from sweeps.engine.space import SearchSpace, train_config_for
+
+__all__ = ["TrialSpec", "run_trial_loop", "evaluate", "function_trial", "train_worker", "train_backed_trial"]
+
+
+@dataclass
+class TrialSpec:
+    """What every trial of a sweep shares; its own sampled values arrive as the Tune config."""
+
+    sweep_id: str
+    experiment_id: str
+    parent_run_id: str
+    tracking_uri: str
+    base_train: dict[str, Any]
+    space: SearchSpace
+    evaluation: Callable[[Any], Any]  # TrainConfig -> EvaluationConfig (SweepConfig.evaluation_config)
+    objectives: Objectives
+    eval_every: int
+    trials_dir: str
+    ray_storage: str
+    resources: ResourceSettings
+
+
+def evaluate(ecfg, trainer, objectives: Objectives) -> tuple[dict[str, float], dict[str, Any]]:
+    """The adapter's metrics now (``crl_core.evaluation``), with the recipe's derived objectives; and the
+    evaluation's spec. No ``no_grad`` here: the embedding attack needs gradients."""
+    from crl_core.evaluation import run_evaluation
+
+    model = trainer.model
+    model.eval()
+    try:
+        report = run_evaluation(ecfg, model=model, tokenizer=trainer.tokenizer, log=lambda s: None)
+    finally:
+        model.train()
+    spec = {"schema": report["schema"], "metric_versions": report["metric_versions"], **report["spec"]}
+    return objectives.add_derived(report["metrics"]), spec
+
+
+def run_trial_loop(spec: TrialSpec, config: dict[str, Any], trial_id: str, rank: int, world_size: int,
+                   report: Callable[[dict[str, Any], Path | None], None], resume_from: str | None) -> None:
+    """Train one point of the search space, evaluating and reporting every ``eval_every`` steps.
+
+    Shared by the function trial (rank 0 of 1) and every Ray Train worker. Rank 0 evaluates, logs to
+    MLflow, saves the adapter and a checkpoint, and uploads the adapter *before* it reports.
+    """
+    from crl_core.models.adapters import save_adapter
+    from crl_core.training import DefenseTrainer
+
+    searched = spec.space.decode(trial_params(config))  # the one conversion: Tune config -> typed values
+    trial_dir = Path(spec.trials_dir) / trial_id
+    train_cfg = train_config_for(spec.base_train, searched, str(trial_dir))
+    trainer = DefenseTrainer(train_cfg, log=trial_log, rank=rank, world_size=world_size)
+    tracker = ecfg = None
+    if rank == 0:
+        tracker = TrialTracker(spec, trial_id, searched, train_cfg, trainer)
+        ecfg = spec.evaluation(train_cfg)
+    every = spec.eval_every or train_cfg.steps
+    pending: list[tuple[int, dict[str, float]]] = []
+    resumed = resume_from is not None
+    reported = False
+
+    def on_step(step: int, metrics: dict[str, float]) -> None:
+        nonlocal pending, resumed, reported
+        if tracker is None:
+            if step % every == 0 or step == train_cfg.steps:
+                reported = True
+                report({"step": step}, None)
+            return
+        if resumed:
+            tracker.mark_resumed(step - 1)
+            resumed = False
+        pending.append((step, {f"train/{k}": v for k, v in metrics.items()}))
+        if step % every and step != train_cfg.steps:
+            return
+        result, eval_spec = evaluate(ecfg, trainer, spec.objectives)
+        adapter = save_adapter(trainer.model, trial_dir / "adapter", train_cfg.model.name,
+                               extra={"method": train_cfg.method, "config_hash": config_hash(train_cfg), "steps": step})
+        tracker.log_metrics(pending)
+        failpoints.hit("mlflow_metrics")
+        pending = []
+        tracker.log_evaluation(step, result, eval_spec, adapter)
+        checkpoint = trainer.save_checkpoint(trial_dir / "checkpoint")
+        reported = True
+        report({"step": step, **result}, checkpoint)  # may be the last thing this process does
+
+    trainer.fit(resume_from=resume_from, on_step=on_step)
+    if not reported:  # resumed from the final checkpoint: its evaluation is logged, but Tune never had it
+        last = {}
+        if tracker is not None:
+            tracker.mark_resumed(trainer.step)
+            last = {k[len("eval/"):]: v for k, v in tracker.client.get_run(tracker.run_id).data.metrics.items()
+                    if k.startswith("eval/")}
+        report({"step": trainer.step, **last}, None)
+
+
+def _continued_from(config: dict[str, Any]) -> str | None:
+    cont = config.get(CONTINUE_KEY)
+    return cont["checkpoint"] if cont else None
+
+
+def function_trial(config: dict[str, Any], spec: TrialSpec) -> None:
+    """Tune function trial: the loop runs in this process (one worker, CPU)."""
+    import torch
+
+    from sweeps.engine.console import quiet_trial_process
+
+    torch.set_num_threads(1)
+    quiet_trial_process()
+    trial_id = effective_trial_id(config, tune.get_context().get_trial_id())
+    checkpoint = tune.get_checkpoint()  # set after a failure within this segment; else a continuation's own
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None)
+
+    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext(_continued_from(config)) as resume_from:
+        run_trial_loop(spec, config, trial_id, 0, 1, report, resume_from)
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker (a DDP rank); resumes from the group's last checkpoint after a failure."""
+    import ray.train
+
+    from sweeps.engine.console import quiet_trial_process
+
+    quiet_trial_process()
+    ctx = ray.train.get_context()
+    checkpoint = ray.train.get_checkpoint()
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(checkpoint_dir))
+                         if checkpoint_dir else None)
+
+    fallback = contextlib.nullcontext(_continued_from(loop_config["params"]))
+    with checkpoint.as_directory() if checkpoint else fallback as resume_from:
+        run_trial_loop(loop_config["spec"], loop_config["params"], loop_config["trial_id"],
+                       ctx.get_world_rank(), ctx.get_world_size(), report, resume_from)
+
+
+def train_backed_trial(config: dict[str, Any], spec: TrialSpec) -> None:
+    """Tune function trial that drives a Ray Train ``TorchTrainer`` (stack-notes §3b)."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trial_id = effective_trial_id(config, tune.get_context().get_trial_id())
+    res = spec.resources
+    per_worker = {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if res.gpus_per_worker else {})}
+    trainer = TorchTrainer(
+        train_worker, train_loop_config={"spec": spec, "params": config, "trial_id": trial_id},
+        scaling_config=ray.train.ScalingConfig(num_workers=res.workers, use_gpu=res.gpus_per_worker > 0,
+                                               resources_per_worker=per_worker),
+        run_config=ray.train.RunConfig(name=f"train-{tune.get_context().get_trial_id()}",  # new per segment
+                                       storage_path=spec.ray_storage,
+                                       callbacks=[TuneReportCallback()],
+                                       failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
+                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)))
+    trainer.fit()
+    drain_train_reports()

@@ -1,0 +1,122 @@
+"""The Tune segments of a sweep: on resume, one that continues the unfinished trials; then one that samples
+the remaining trials with Optuna's TPE (define-by-run over the conditional space) and ASHA.
+
+Every segment is a fresh ``tune.Tuner`` under ``<sweep>/ray/segment-<n>``; none is ever restored from Tune's
+own snapshots (durable.py says why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from sweeps.engine.cluster import REUSE_TRIAL_ACTORS
+from sweeps.engine.config import SweepConfig
+from sweeps.engine.console import ProgressLog
+from sweeps.engine.durable import (
+    CONTINUE_KEY,
+    Continuation,
+    DurableOptunaSearch,
+    TellStudy,
+    effective_trial_id,
+    load_study,
+    plan_resume,
+    study_storage,
+)
+from sweeps.engine.runs import CloseTrialRuns
+from sweeps.engine.trial import TrialSpec, function_trial, train_backed_trial
+
+__all__ = ["objective_keys", "run_segments"]
+
+
+def objective_keys(cfg: SweepConfig, spec: TrialSpec) -> list[str]:
+    return [m for m, _ in spec.objectives.multi] if cfg.objective.kind == "multi" else [cfg.objective.metric]
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{effective_trial_id(trial.config, trial.trial_id)}"
+
+
+def _run_config(cfg: SweepConfig, spec: TrialSpec, segment: int, callbacks) -> tune.RunConfig:
+    return tune.RunConfig(name=f"segment-{segment}", storage_path=spec.ray_storage, callbacks=callbacks,
+                          verbose=0,  # sweeps.engine.console.ProgressLog prints one line per trial event
+                          failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
+                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+
+
+def new_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: int, num_samples: int, callbacks) -> tune.Tuner:
+    from optuna.samplers import TPESampler
+    from ray.tune.schedulers import ASHAScheduler
+
+    steps = int(spec.base_train.get("steps", 1))
+    every = spec.eval_every or steps
+    sampler = TPESampler(seed=cfg.seed + segment)  # another seed per segment: no replay of the startup draws
+    space = spec.space.define_by_run(spec.base_train)  # conditional: inactive knobs are never sampled
+    common = {"space": space, "sampler": sampler, "study_name": cfg.experiment, "storage": study_storage(cfg.sweep_dir)}
+    if cfg.objective.kind == "multi":
+        metric, mode, scheduler = None, None, None
+        searcher = DurableOptunaSearch(metric=[m for m, _ in spec.objectives.multi],
+                                       mode=[d for _, d in spec.objectives.multi], **common)
+    else:
+        metric, mode = cfg.objective.metric, cfg.objective.mode
+        searcher = DurableOptunaSearch(metric=metric, mode=mode, **common)
+        scheduler = ASHAScheduler(time_attr="step", max_t=steps, grace_period=every * cfg.objective.grace_rungs,
+                                  reduction_factor=cfg.objective.reduction_factor)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler,
+                                    num_samples=num_samples, max_concurrent_trials=cfg.resources.max_concurrent_trials,
+                                    reuse_actors=REUSE_TRIAL_ACTORS, trial_dirname_creator=_trial_dirname),
+        run_config=_run_config(cfg, spec, segment, callbacks))
+
+
+def continuation_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: int, todo: list[Continuation],
+                       callbacks) -> tune.Tuner:
+    """A segment that continues unfinished trials of earlier segments (no searcher, no scheduler: the
+    trials were suggested already, and ASHA's earlier decisions are not replayed, so each runs to the end)."""
+    tell = TellStudy(cfg.sweep_dir, cfg.experiment, objective_keys(cfg, spec))
+    return tune.Tuner(
+        trainable, param_space={CONTINUE_KEY: tune.grid_search([c.as_config() for c in todo])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=cfg.resources.max_concurrent_trials,
+                                    reuse_actors=REUSE_TRIAL_ACTORS, trial_dirname_creator=_trial_dirname),
+        run_config=_run_config(cfg, spec, segment, [*callbacks, tell]))
+
+
+def trials_in_study(cfg: SweepConfig) -> int:
+    """Trials that count toward ``num_samples``: every study trial except failed ones (a trial that errored
+    without a result, or one a killed driver had suggested but not started)."""
+    from optuna.trial import TrialState
+
+    study = load_study(cfg.sweep_dir, cfg.experiment)
+    return 0 if study is None else sum(t.state != TrialState.FAIL for t in study.trials)
+
+
+def _segments(ray_storage: Path) -> list[int]:
+    return sorted(int(p.name.split("-")[1]) for p in ray_storage.glob("segment-*")
+                  if p.is_dir() and p.name.split("-")[1].isdigit())
+
+
+def run_segments(cfg: SweepConfig, client, state: dict[str, Any], spec: TrialSpec, resume: bool,
+                 log: Callable[[str], None]) -> None:
+    """Continue the unfinished trials (on resume), then run the new ones, each batch a Tune segment."""
+    fn = train_backed_trial if cfg.resources.train_backed else function_trial
+    trial_cpu = {"cpu": 0.1} if cfg.resources.train_backed else {"cpu": cfg.resources.cpus_per_worker}
+    trainable = tune.with_resources(tune.with_parameters(fn, spec=spec), trial_cpu)
+    callbacks = [CloseTrialRuns(cfg.tracking_uri(), state["experiment_id"], state["sweep_id"]),
+                 ProgressLog(lambda t: effective_trial_id(t.config, t.trial_id), int(spec.base_train.get("steps", 1)),
+                             decode=spec.space.decode)]
+    segment = max(_segments(Path(spec.ray_storage)), default=0)
+    if resume:
+        todo = plan_resume(cfg.sweep_dir, cfg.experiment, client, state, objective_keys(cfg, spec), log)
+        if todo:
+            segment += 1
+            log(f"continuing {len(todo)} unfinished trial(s) in segment {segment} of sweep {state['sweep_id']}")
+            continuation_tuner(cfg, trainable, spec, segment, todo, callbacks).fit()
+    remaining = cfg.num_samples - trials_in_study(cfg)
+    if remaining > 0:
+        segment += 1
+        log(f"running {remaining} new trial(s) in segment {segment} of sweep {state['sweep_id']}")
+        new_tuner(cfg, trainable, spec, segment, remaining, callbacks).fit()

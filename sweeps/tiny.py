@@ -1,0 +1,47 @@
+"""A tiny sweep on a tiny random model (seconds per trial on one CPU), shared by the tests and the benchmarks
+that run real sweeps (tests/sweeps/conftest.py, bench/fault_matrix.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from crl_core.config import apply_overrides
+
+__all__ = ["make_tiny_model", "tiny_sweep"]
+
+
+def make_tiny_model(folder: Path, num_layers: int = 3) -> Path:
+    """A 3-block random Llama with a chatml tokenizer, saved as a model folder."""
+    from crl_core.models.tiny import build_tiny_tokenizer, tiny_llama
+
+    tok = build_tiny_tokenizer("chatml")
+    tiny_llama(len(tok), hidden_size=32, num_layers=num_layers, seed=0).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def tiny_sweep(model_dir: Path, out_dir: Path, **changes: Any) -> dict[str, Any]:
+    """The sweep config (as a dict for a YAML file) of a 2-trial, 4-step proxy-evaluated sweep on
+    ``model_dir``, results under ``out_dir``; ``changes`` are deep-merged on top."""
+    data = {
+        "experiment": "tiny", "num_samples": 2, "seed": 0,
+        "train": {"preset": "smollm2-crl", "overrides": {
+            "model": {"name": str(model_dir)}, "steps": 4, "num_threads": 1,
+            "harmful_layers": {"start": 1, "width": 2}, "benign_layers": "all",
+            "lora": {"rank": 4, "alpha": 4, "target_modules": ["q_proj", "v_proj"]},
+            "data": {"preset": "smollm2", "batch_benign": 2, "batch_harmful": 2, "batch_retain": 2,
+                     "max_length": 48, "harmful_limit": 16},
+            "mining": {"init_steps": 2, "reinit_every": 2}, "log_every": 100}},
+        "search_space": {
+            "triplet.margin_benign": {"type": "uniform", "low": 0.0, "high": 1.9},
+            "triplet.margin_harmful": {"type": "uniform", "low": 0.0, "high": 1.9},
+            "harmful_layers.start": {"type": "int", "low": 1, "high": 2},
+            "mining.enabled": {"type": "choice", "values": [False, True]}},
+        "objective": {"kind": "single", "metric": "score", "mode": "max", "eval_every": 2},
+        "evaluation": {"preset": "proxy", "limit": 4},
+        "resources": {"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 2, "max_failures": 0},
+        "storage_dir": str(out_dir / "sweeps"),
+        "tracking": {"uri": f"sqlite:///{out_dir / 'mlflow.db'}", "artifact_root": str(out_dir / "mlruns")},
+    }
+    return apply_overrides(data, changes)
