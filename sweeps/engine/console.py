@@ -74,6 +74,15 @@ def quiet_trial_process() -> None:
         hf_logging.set_verbosity_error()
     except ImportError:
         pass
+    sys.unraisablehook = _drop_shutdown_exit
+
+
+def _drop_shutdown_exit(unraisable) -> None:
+    """Ray ends an idle trial actor at shutdown with SIGTERM, whose handler raises SystemExit; when that lands
+    inside a weakref callback Python prints it as an "Exception ignored" traceback. Only that one is dropped."""
+    if isinstance(unraisable.exc_value, SystemExit):
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def trial_log(message: str) -> None:

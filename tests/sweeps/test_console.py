@@ -40,3 +40,26 @@ def test_progress_lines_name_the_trial_and_the_event(capsys, tmp_path):
     assert [line.split("] ", 1)[1] for line in lines] == [
         "trial abc started: x=0.1235", "trial abc step 2: score=0.5 asr=0.25",
         "trial abc stopped at step 2 (ASHA)", f"trial abc failed: ValueError: boom (traceback: {Trial.error_file})"]
+
+
+def test_a_trial_process_drops_only_the_shutdown_exit_it_cannot_catch(capsys):
+    import sys
+
+    from sweeps.engine.console import quiet_trial_process
+
+    class RaisesOnDelete:  # an exception in __del__ goes to sys.unraisablehook, as Ray's SIGTERM exit does
+        def __init__(self, exc):
+            self.exc = exc
+
+        def __del__(self):
+            raise self.exc
+
+    before = sys.unraisablehook
+    try:
+        quiet_trial_process()
+        RaisesOnDelete(SystemExit(1))
+        assert "SystemExit" not in capsys.readouterr().err
+        RaisesOnDelete(ValueError("a real one"))
+        assert "ValueError: a real one" in capsys.readouterr().err
+    finally:
+        sys.unraisablehook = before
