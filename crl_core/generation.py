@@ -2,9 +2,12 @@
 
 * :func:`generate_from_ids`: left padding, an explicit attention mask and explicit position ids
   (``cumsum(mask) - 1``), and a KV cache. Rows stop at ``eos_token_id``; the eos is not returned.
-* :func:`generate_from_embeds`: for soft prompts (embedding attacks). Rows are right-padded and the
-  whole sequence is re-run every step without a cache. For a causal model this is exact: a row's
-  real positions never attend to its padding, so its logits are those of the unpadded row.
+* :func:`generate_from_embeds`: for soft prompts (embedding attacks), the same scheme from input
+  embeddings: left padding, explicit mask and positions, one pass over the prompts, then a KV cache and
+  one new position per step. ``use_cache=False`` is the uncached reference (right padding, the whole
+  sequence re-run every step); the tests check both give the same tokens.
+
+Every forward computes logits only where they are read (``logits_to_keep=1``): the last position.
 
 Both are pure greedy (argmax, ties to the lowest id), run under ``torch.no_grad()`` and put the model in
 eval mode for the call. Chat helpers (:func:`chat_parts`, :func:`chat_prompt_ids`) split a rendered
@@ -40,7 +43,7 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _cache_kw(model) -> str:
+def cache_argument(model) -> str:
     """Name of the KV-cache argument/output: ``cache`` in newer transformers, ``past_key_values`` before."""
     import inspect
 
@@ -88,51 +91,91 @@ def _truncate(ids: list[int], eos_token_id: int | None) -> list[int]:
     return ids
 
 
+def _left_padded(seqs: list, width: int, fill, device):
+    """``[b, width, ...]`` left-padded copy of the rows and its attention mask."""
+    b = len(seqs)
+    first = seqs[0]
+    if isinstance(first, torch.Tensor):
+        buf = torch.zeros((b, width, first.shape[-1]), dtype=first.dtype, device=device)
+    else:
+        buf = torch.full((b, width), fill, dtype=torch.long, device=device)
+    mask = torch.zeros((b, width), dtype=torch.long, device=device)
+    for r, s in enumerate(seqs):
+        n = len(s)
+        buf[r, width - n:] = s if isinstance(s, torch.Tensor) else torch.tensor(s, dtype=torch.long)
+        mask[r, width - n:] = 1
+    return buf, mask
+
+
+def _greedy_cached(model, first: dict, embed_next, max_new_tokens: int, eos_token_id: int | None,
+                   pad_token_id: int, mask: torch.Tensor) -> list[list[int]]:
+    """Greedy decoding with a KV cache after one pass over the left-padded prompts (``first``: the model
+    inputs of that pass); ``embed_next(tok)`` gives the next step's inputs for the chosen tokens."""
+    cache_kw = cache_argument(model)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    res = model(**first, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    past, logits = getattr(res, cache_kw), res.logits[:, -1, :]
+    done = torch.zeros(mask.shape[0], dtype=torch.bool, device=mask.device)
+    gen = []
+    next_pos = pos[:, -1:] + 1
+    for step in range(max_new_tokens):
+        tok = logits.argmax(-1)
+        tok = torch.where(done, torch.full_like(tok, pad_token_id), tok)
+        gen.append(tok)
+        if eos_token_id is not None:
+            done = done | (tok == eos_token_id)
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        res = model(**embed_next(tok), attention_mask=mask, position_ids=next_pos, use_cache=True,
+                    logits_to_keep=1, **{cache_kw: past})
+        past, logits = getattr(res, cache_kw), res.logits[:, -1, :]
+        next_pos = next_pos + 1
+    return [_truncate(row, eos_token_id) for row in torch.stack(gen, dim=1).tolist()]
+
+
 def generate_from_ids(model, input_ids: Sequence[Sequence[int]], max_new_tokens: int,
                       eos_token_id: int | None, pad_token_id: int = 0, batch_size: int = 64) -> list[list[int]]:
     """Greedy continuations (new token ids, eos excluded) of each id list, left-padded in batches."""
     out: list[list[int]] = [[] for _ in input_ids]
     device = next(model.parameters()).device
-    cache_kw = _cache_kw(model)
     with _eval_mode(model):
         for rows in _batches(len(input_ids), batch_size):
             seqs = [list(input_ids[i]) for i in rows]
-            width = max(len(s) for s in seqs)
-            ids = torch.full((len(seqs), width), pad_token_id, dtype=torch.long, device=device)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long, device=device)
-            for r, s in enumerate(seqs):
-                ids[r, width - len(s):] = torch.tensor(s, dtype=torch.long)
-                mask[r, width - len(s):] = 1
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-            past = getattr(res, cache_kw)
-            logits = res.logits[:, -1, :]
-            done = torch.zeros(len(seqs), dtype=torch.bool, device=device)
-            gen = []
-            next_pos = pos[:, -1:] + 1
-            for step in range(max_new_tokens):
-                tok = logits.argmax(-1)
-                tok = torch.where(done, torch.full_like(tok, pad_token_id), tok)
-                gen.append(tok)
-                if eos_token_id is not None:
-                    done = done | (tok == eos_token_id)
-                if bool(done.all()) or step == max_new_tokens - 1:
-                    break
-                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-                res = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos,
-                            use_cache=True, **{cache_kw: past})
-                past = getattr(res, cache_kw)
-                logits = res.logits[:, -1, :]
-                next_pos = next_pos + 1
-            gen_t = torch.stack(gen, dim=1).tolist()
+            ids, mask = _left_padded(seqs, max(len(s) for s in seqs), pad_token_id, device)
+            new = _greedy_cached(model, {"input_ids": ids}, lambda tok: {"input_ids": tok[:, None]},
+                                 max_new_tokens, eos_token_id, pad_token_id, mask)
             for r, i in enumerate(rows):
-                out[i] = _truncate(gen_t[r], eos_token_id)
+                out[i] = new[r]
     return out
 
 
 def generate_from_embeds(model, embeds: Sequence[torch.Tensor], max_new_tokens: int,
-                         eos_token_id: int | None, batch_size: int = 64) -> list[list[int]]:
-    """Greedy continuations of input-embedding sequences (each ``[L_i, d]``), right-padded, no cache."""
+                         eos_token_id: int | None, batch_size: int = 64, use_cache: bool = True) -> list[list[int]]:
+    """Greedy continuations of input-embedding sequences (each ``[L_i, d]``); ``use_cache=False``: the
+    uncached reference (re-runs the whole sequence every step)."""
+    if not use_cache:
+        return _generate_from_embeds_uncached(model, embeds, max_new_tokens, eos_token_id, batch_size)
+    out: list[list[int]] = [[] for _ in embeds]
+    emb_layer = model.get_input_embeddings()
+    with _eval_mode(model):
+        for rows in _batches(len(embeds), batch_size):
+            seqs = [embeds[i].detach() for i in rows]
+            buf, mask = _left_padded(seqs, max(s.shape[0] for s in seqs), 0, seqs[0].device)
+
+            def embed_next(tok, dtype=buf.dtype):
+                return {"inputs_embeds": emb_layer(tok[:, None]).to(dtype)}
+
+            new = _greedy_cached(model, {"inputs_embeds": buf}, embed_next, max_new_tokens, eos_token_id, 0, mask)
+            for r, i in enumerate(rows):
+                out[i] = new[r]
+    return out
+
+
+def _generate_from_embeds_uncached(model, embeds: Sequence[torch.Tensor], max_new_tokens: int,
+                                   eos_token_id: int | None, batch_size: int = 64) -> list[list[int]]:
+    """Right-padded, no cache, the whole sequence re-run every step: exact for a causal model (a row's real
+    positions never attend to its padding), and slow; the reference of the cached path."""
     out: list[list[int]] = [[] for _ in embeds]
     emb_layer = model.get_input_embeddings()
     with _eval_mode(model):

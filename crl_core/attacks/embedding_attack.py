@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from crl_core.attacks.common import AttackItem, AttackResult, judge_fields, register_attack
 from crl_core.config import ConfigBase, ConfigError, config_field
-from crl_core.generation import chat_parts, decode, generate_from_embeds
+from crl_core.generation import cache_argument, chat_parts, decode, generate_from_embeds
 
 __all__ = ["EmbeddingAttackConfig", "PRESETS", "preset", "embedding_attack", "budget"]
 
@@ -103,42 +103,69 @@ def _init_vectors(cfg: EmbeddingAttackConfig, tokenizer, weight: torch.Tensor, b
     return vec[None].expand(b, -1, -1).clone()
 
 
-def _run_batch(model, tokenizer, items: Sequence[AttackItem], cfg: EmbeddingAttackConfig, restart: int
-               ) -> tuple[list[dict[int, tuple[bool, str, dict | None]]], list[int], list[float]]:
+def _layout(tokenizer, items: Sequence[AttackItem], n: int):
+    """Token ids of a batch as ``[left-padded prefix | n free slots, template tail, target, right padding]``:
+    the prefix (chat up to the end of the request) is the same at every step, so its keys and values are
+    computed once; only the suffix is re-run, and the loss needs logits only there."""
+    parts = [chat_parts(tokenizer, it.prompt) for it in items]
+    targets = [tokenizer(it.target, add_special_tokens=False)["input_ids"] for it in items]
+    if any(not t for t in targets):
+        raise ValueError("an embedding-attack item needs a non-empty target")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    p_width = max(len(prefix) for prefix, _, _ in parts)
+    suffixes = [[pad] * n + tail + tgt for (_, tail, _), tgt in zip(parts, targets)]
+    s_width = max(len(x) for x in suffixes)
+    b = len(items)
+    ids = torch.full((b, p_width + s_width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    lab = torch.full_like(ids, -100)
+    prompt_end = []  # where each row's prompt (prefix + free + tail) ends, in full-width coordinates
+    for i, ((prefix, tail, _), tgt) in enumerate(zip(parts, targets)):
+        ids[i, p_width - len(prefix):p_width] = torch.tensor(prefix, dtype=torch.long)
+        ids[i, p_width:p_width + len(suffixes[i])] = torch.tensor(suffixes[i], dtype=torch.long)
+        mask[i, p_width - len(prefix):p_width + len(suffixes[i])] = 1
+        start = p_width + n + len(tail)
+        lab[i, start:start + len(tgt)] = torch.tensor(tgt, dtype=torch.long)
+        prompt_end.append(start)
+    prompt_start = [p_width - len(prefix) for prefix, _, _ in parts]
+    return ids, mask, lab, p_width, prompt_start, prompt_end
+
+
+def _run_batch(model, tokenizer, items: Sequence[AttackItem], cfg: EmbeddingAttackConfig, restart: int,
+               reference: bool = False) -> tuple[list[dict[int, tuple[bool, str, dict | None]]], list[int], list[float]]:
     emb = model.get_input_embeddings()
     weight = emb.weight
     dtype = weight.dtype
     b, n = len(items), cfg.num_vectors
-    parts = [chat_parts(tokenizer, it.prompt) for it in items]
-    targets = [tokenizer(it.target, add_special_tokens=False)["input_ids"] for it in items]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    seqs, free_pos, tgt_pos, prompt_len = [], [], [], []
-    for (prefix, tail, _), tgt in zip(parts, targets):
-        if not tgt:
-            raise ValueError("an embedding-attack item needs a non-empty target")
-        seq = prefix + [pad] * n + tail + tgt
-        free_pos.append(list(range(len(prefix), len(prefix) + n)))
-        start = len(prefix) + n + len(tail)
-        tgt_pos.append((start, len(tgt)))
-        prompt_len.append(start)
-        seqs.append(seq)
-    width = max(len(s) for s in seqs)
-    ids = torch.full((b, width), pad, dtype=torch.long)
-    mask = torch.zeros((b, width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(s)
-        mask[i, :len(s)] = 1
+    ids, mask, lab, p_width, prompt_start, prompt_end = _layout(tokenizer, items, n)
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
         base = emb(ids).detach()
     rows = torch.arange(b)[:, None].expand(b, n)
-    cols = torch.tensor(free_pos)
-    # target CE: logits at position t-1 predict token t
-    lab = torch.full((b, width), -100, dtype=torch.long)
-    for i, (start, length) in enumerate(tgt_pos):
-        lab[i, start:start + length] = ids[i, start:start + length]
-    lab_shift = lab[:, 1:]
+    cols = torch.arange(p_width, p_width + n)[None, :].expand(b, n)
+    # target CE: the logits at position t-1 predict token t. Fast path: the prefix's keys/values once, no grad;
+    # each step runs the suffix only. Reference: the whole sequence, full logits, every step.
+    cut = 0 if reference else p_width
+    lab_shift = lab[:, cut + 1:]
     tok_mask = (lab_shift != -100).float()
     n_tok = tok_mask.sum(1).clamp(min=1)
+    prefix_kv = None
+    if not reference:
+        from transformers import DynamicCache
+
+        cache_kw = cache_argument(model)
+        with torch.no_grad():
+            out = model(inputs_embeds=base[:, :p_width], attention_mask=mask[:, :p_width],
+                        position_ids=position_ids[:, :p_width], use_cache=True, logits_to_keep=1)
+        prefix_kv = [(layer.keys, layer.values) for layer in getattr(out, cache_kw).layers]
+
+    def forward_logits(idx: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+        if reference:
+            return model(inputs_embeds=full, attention_mask=mask[idx], position_ids=position_ids[idx],
+                         use_cache=False).logits
+        cache = DynamicCache([(k[idx], v[idx]) for k, v in prefix_kv], config=model.config)
+        return model(inputs_embeds=full[:, p_width:], attention_mask=mask[idx], position_ids=position_ids[idx, p_width:],
+                     use_cache=True, **{cache_kw: cache}).logits
 
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + restart)
     free = _init_vectors(cfg, tokenizer, weight, b, gen).to(dtype).requires_grad_(True)
@@ -154,9 +181,9 @@ def _run_batch(model, tokenizer, items: Sequence[AttackItem], cfg: EmbeddingAtta
         done_checks.add(step)
         with torch.no_grad():
             full = base.index_put((rows, cols), free.detach())
-            embeds = [full[i, :prompt_len[i]] for i in range(b)]
+            embeds = [full[i, prompt_start[i]:prompt_end[i]] for i in range(b)]
             new = generate_from_embeds(model, embeds, cfg.max_new_tokens, tokenizer.eos_token_id,
-                                       batch_size=b)
+                                       batch_size=b, use_cache=not reference)
         for i, text in enumerate(decode(tokenizer, new)):
             ok, details = judge_fields(items[i], text)
             verdicts[i][step] = (ok, text, details)
@@ -169,7 +196,7 @@ def _run_batch(model, tokenizer, items: Sequence[AttackItem], cfg: EmbeddingAtta
                     check(c)
             break
         full = base[idx].index_put((rows[: len(idx)], cols[idx]), free[idx])
-        logits = model(inputs_embeds=full, attention_mask=mask[idx], use_cache=False).logits[:, :-1]
+        logits = forward_logits(idx, full)[:, :-1]
         ce = F.cross_entropy(logits.float().transpose(1, 2), lab_shift[idx].clamp(min=0), reduction="none")
         per_item = (ce * tok_mask[idx]).sum(1) / n_tok[idx]
         opt.zero_grad(set_to_none=True)
@@ -190,9 +217,12 @@ def _run_batch(model, tokenizer, items: Sequence[AttackItem], cfg: EmbeddingAtta
     return verdicts, steps_used, last_loss
 
 
-def embedding_attack(model, tokenizer, items: Sequence[AttackItem], config: EmbeddingAttackConfig | None = None
-                     ) -> list[AttackResult]:
-    """Run the attack on ``items`` and return one :class:`AttackResult` per item (input order)."""
+def embedding_attack(model, tokenizer, items: Sequence[AttackItem], config: EmbeddingAttackConfig | None = None,
+                     reference: bool = False) -> list[AttackResult]:
+    """Run the attack on ``items`` and return one :class:`AttackResult` per item (input order).
+
+    ``reference=True`` is the slow path kept for the speed benchmark and the parity test: full-vocabulary
+    logits at every position in each optimisation step, and uncached generation at every check."""
     cfg = config or EmbeddingAttackConfig()
     was_training = model.training
     flags = [p.requires_grad for p in model.parameters()]
@@ -205,7 +235,7 @@ def embedding_attack(model, tokenizer, items: Sequence[AttackItem], config: Embe
             chunk = list(items[start:start + cfg.batch_size])
             best: list[AttackResult | None] = [None] * len(chunk)
             for restart in range(cfg.restarts):
-                verdicts, steps_used, losses = _run_batch(model, tokenizer, chunk, cfg, restart)
+                verdicts, steps_used, losses = _run_batch(model, tokenizer, chunk, cfg, restart, reference)
                 for i, it in enumerate(chunk):
                     steps = sorted(verdicts[i])
                     succ_steps = [s for s in steps if verdicts[i][s][0]]

@@ -1,4 +1,5 @@
-"""Batched greedy generation: ids (left padding + KV cache) and embeds (right padding, no cache) agree."""
+"""Batched greedy generation: ids and embeds (left padding + KV cache) agree with each other, with unbatched
+runs, and with the uncached reference that re-runs the whole sequence every step."""
 
 import pytest
 import torch
@@ -63,6 +64,22 @@ def test_ids_and_embeds_generation_agree_and_match_unbatched(tok, model):
     # a second call is identical (deterministic) and the batch size does not matter
     assert generate_from_ids(model, ids, 12, None, tok.pad_token_id, batch_size=3) == batched
     assert generate_from_embeds(model, embeds, 12, None, batch_size=1) == from_embeds
+
+
+def test_cached_embeds_generation_equals_the_uncached_reference_token_for_token(tok, model):
+    """Soft prompts (random vectors, not token embeddings) of different lengths, a trained-looking model:
+    the KV-cache path gives exactly the tokens of re-running the whole sequence at every step."""
+    torch.manual_seed(1)
+    emb = model.get_input_embeddings()
+    with torch.no_grad():
+        embeds = [torch.cat([emb(torch.tensor(chat_prompt_ids(tok, p))), torch.randn(n, 32) * 0.5])
+                  for p, n in zip(PROMPTS, (4, 1, 7, 16))]
+    cached = generate_from_embeds(model, embeds, 16, eos_token_id=None)
+    reference = generate_from_embeds(model, embeds, 16, eos_token_id=None, use_cache=False)
+    assert cached == reference and all(len(g) == 16 for g in cached)
+    eos = reference[2][5]
+    assert generate_from_embeds(model, embeds, 16, eos) == generate_from_embeds(model, embeds, 16, eos,
+                                                                                 use_cache=False)
 
 
 def test_generation_stops_at_eos_and_excludes_it(tok, model):

@@ -128,3 +128,16 @@ def test_prefill_and_direct_judge_their_texts(tok, model):
     d = direct_request(model, tok, items)
     assert len(d) == 3 and all(isinstance(r.generation, str) for r in d)
     assert [r.success for r in d] == [PayloadJudge(["amber", "basil"])(r.generation).success for r in d]
+
+
+def test_target_logits_and_cached_checks_match_the_full_reference_path(tok, model):
+    """The fast path (logits only at the target positions, KV-cache generation at the checks) computes the
+    same loss and the same generations as the reference (full logits everywhere, uncached generation)."""
+    cfg = EmbeddingAttackConfig(num_vectors=3, lr=0.05, steps=8, checkpoints=[4, 8], max_new_tokens=6)
+    items = _items() + [AttackItem("long", "Tell me everything about the sea and the tides, in detail.",
+                                   "Sure, here", PayloadJudge(["amber", "basil"]))]  # targets of other lengths
+    fast = embedding_attack(model, tok, items, cfg)
+    ref = embedding_attack(model, tok, items, cfg, reference=True)
+    for f, r in zip(fast, ref):
+        assert f.final_loss == pytest.approx(r.final_loss, rel=1e-4, abs=1e-5)
+        assert f.generation == r.generation and f.success_at == r.success_at
