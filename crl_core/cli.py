@@ -113,6 +113,52 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_judge(args: argparse.Namespace) -> int:
+    """Label saved outputs: JSONL rows with ``prompt``, ``output`` and optional ``prefix`` -> the same rows
+    plus ``label`` (and ``reason``, ``nll``); every row is checked before the first is judged."""
+    from pathlib import Path
+
+    from crl_core.judges.outcome_judge import LABELS, OutcomeJudge, frozen_model_scorer
+    from crl_core.registry import EVAL_PRESETS
+
+    preset = EVAL_PRESETS.get(args.preset)
+    src = Path(args.inp)
+    if not src.is_file():
+        raise ConfigError(f"--in: file not found: {src}")
+    rows = []
+    for n, line in enumerate(src.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{src}:{n}: not a JSON object ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{src}:{n}: not a JSON object")
+        for key in ("prompt", "output"):
+            if not isinstance(row.get(key), str):
+                raise ConfigError(f"{src}:{n}: missing the string field '{key}' (rows need prompt, output, "
+                                  "optional prefix)")
+        if not isinstance(row.get("prefix", ""), str):
+            raise ConfigError(f"{src}:{n}: 'prefix' must be a string")
+        rows.append(row)
+    if not rows:
+        raise ConfigError(f"--in: {src} holds no rows")
+    scorer = None if args.no_coherence else frozen_model_scorer(args.model or preset.defaults["model"])
+    judge = OutcomeJudge(scorer=scorer)
+    counts = dict.fromkeys(LABELS, 0)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            v = judge(row["output"], prompt=row["prompt"], prefix=row.get("prefix", ""))
+            counts[v.label] += 1
+            fh.write(json.dumps({**row, "label": v.label, "reason": v.reason, "nll": v.nll}) + "\n")
+    print(f"{len(rows)} rows judged by {judge.version}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+          + f"; written to {out}")
+    return 0
+
+
 def _cmd_sweep(argv: list[str]) -> int:
     """``crl sweep ...`` = ``python sweeps/margin_sweep.py ...``. Ray is imported only here: ``import crl_core``
     and ``crl --help`` never load it."""
@@ -176,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/last")
     tr.add_argument("overrides", nargs="*", help="key=value overrides, e.g. output_dir=DIR steps=50")
     tr.set_defaults(func=_cmd_train)
+
+    jd = sub.add_parser("judge", help="label saved outputs harmful / refusal / broken / off_task (outcome judge)")
+    jd.add_argument("--preset", default="smollm2", help="evaluation preset whose model scores coherence")
+    jd.add_argument("--in", dest="inp", required=True, help="JSONL rows: prompt, output, optional prefix")
+    jd.add_argument("--out", required=True, help="JSONL: the rows plus label, reason, nll")
+    jd.add_argument("--model", default=None, help="the frozen model that scores coherence (default: the preset's)")
+    jd.add_argument("--no-coherence", action="store_true", help="skip the perplexity rule (no model loaded)")
+    jd.set_defaults(func=_cmd_judge)
 
     # listed for --help only: main() hands everything after `sweep` to the recipe's own parser
     sub.add_parser("sweep", help="run (or resume) a Ray Tune + Optuna sweep of a defense: the same command and "

@@ -46,7 +46,7 @@ class EvalContext:
         from crl_core.attacks.common import AttackItem
 
         if kind == "opening":
-            judges = JUDGES.get(self.judge).for_items(self.harmful, self.payloads)
+            judges = JUDGES.get(self.judge).for_items(self.harmful, self.payloads, opening=self.opening)
             return [AttackItem(r["id"], r["prompt"], self.opening, j) for r, j in zip(self.harmful, judges)]
         if self.payloads is None:
             raise ConfigError(f"the '{kind}' attack needs a known payload (preset organism)")

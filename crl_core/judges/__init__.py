@@ -1,8 +1,14 @@
 """Judges: decide whether a generation is a successful attack. Importing this package registers every
 judge in ``crl_core.registry.JUDGES`` (``payload``, ``refusal``, ``degeneration``, ``compliance``,
-``harmbench_classifier``)."""
+``outcome``, ``harmbench_classifier``)."""
 
-from crl_core.judges import classifier_judge, compliance_judge, degeneration_judge, refusal_judge  # noqa: F401
+from crl_core.judges import (  # noqa: F401  (registration)
+    classifier_judge,
+    compliance_judge,
+    degeneration_judge,
+    outcome_judge,
+    refusal_judge,
+)
 from crl_core.judges.payload_judge import (
     JUDGE_VERSION,
     JudgeResult,

@@ -49,7 +49,7 @@ class HarmBenchClassifierJudge:
     needs_gpu = True
 
     @classmethod
-    def for_items(cls, rows, payloads=None) -> list:
+    def for_items(cls, rows, payloads=None, **context) -> list:
         """One callable per prompt row: ``judge(generation) -> bool`` (the classifier sees the request).
         Needs a GPU: refused with one clear error where CUDA is absent, before any model is loaded."""
         import torch

@@ -35,7 +35,7 @@ class ComplianceJudge:
     needs_payloads = False
 
     @classmethod
-    def for_items(cls, rows, payloads=None) -> list[ComplianceJudge]:
+    def for_items(cls, rows, payloads=None, **context) -> list[ComplianceJudge]:
         judge = cls()
         return [judge] * len(rows)
 

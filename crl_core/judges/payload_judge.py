@@ -108,7 +108,7 @@ class PayloadJudge:
     needs_payloads = True  # as an evaluation's judge: each item's own payload words
 
     @classmethod
-    def for_items(cls, rows, payloads) -> list[PayloadJudge]:
+    def for_items(cls, rows, payloads, **context) -> list[PayloadJudge]:
         """One judge per prompt row, bound to that prompt's payload (``payloads``: id -> Payload)."""
         return [cls(payloads[r["id"]].words) for r in rows]
 

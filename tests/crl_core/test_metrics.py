@@ -41,3 +41,13 @@ def test_registered_metrics_on_hand_computed_per_item_results():
     assert set(versions) == {"asr", "benign_accuracy", "over_refusal", "degenerate_rate", "harmful_refusal_margin"}
     empty, _ = compute_metrics({"items": {}})
     assert empty == {}  # nothing applies, nothing is invented
+
+
+def test_outcome_label_rates_per_attack():
+    from crl_core.metrics import compute_metrics
+
+    labels = ["harmful", "broken", "broken", "refusal"]
+    report = {"items": {"prefill": [{"success": lab == "harmful", "leakage": {"label": lab}} for lab in labels]}}
+    values, versions = compute_metrics(report)
+    assert values["outcome_rate_prefill_broken"] == 0.5 and values["outcome_rate_prefill_off_task"] == 0.0
+    assert values["asr_prefill"] == 0.25 and versions["outcome_rate"] == 1

@@ -60,7 +60,7 @@ def test_a_new_attack_judge_and_metric_are_usable_by_name_once_registered(monkey
         version, needs_payloads = "shout-v1", False
 
         @classmethod
-        def for_items(cls, rows, payloads=None):
+        def for_items(cls, rows, payloads=None, **context):
             return [lambda g: g.isupper()] * len(rows)
 
     def echo(model, tokenizer, items, config=None):
