@@ -14,8 +14,13 @@ __all__ = ["main", "build_parser"]
 
 
 def _cmd_model_prepare(args: argparse.Namespace) -> int:
+    if args.name == "smollm2-refusal":
+        from crl_core.models.refusal_base import prepare_refusal_base
+
+        print(prepare_refusal_base(force=args.force, log=lambda m: print(m, flush=True)))
+        return 0
     if args.name not in ("smollm2", "smollm2-135m-instruct"):
-        raise ConfigError(f"crl model prepare: unknown model '{args.name}'; preparable: smollm2 "
+        raise ConfigError(f"crl model prepare: unknown model '{args.name}'; preparable: smollm2, smollm2-refusal "
                           "(the organism is committed; other models load from a folder or the hub)")
     from crl_core.models.smollm2 import prepare_smollm2
 
@@ -179,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     model = sub.add_parser("model", help="prepare or inspect models").add_subparsers(dest="action", metavar="ACTION")
-    prep = model.add_parser("prepare", help="build a local cache of a packaged model (smollm2)")
-    prep.add_argument("name", help="smollm2")
+    prep = model.add_parser("prepare", help="build a local cache of a packaged model (smollm2, smollm2-refusal)")
+    prep.add_argument("name", help="smollm2, or smollm2-refusal (SmolLM2 taught to refuse; needs smollm2)")
     prep.add_argument("--force", action="store_true", help="rebuild even if cached")
     prep.set_defaults(func=_cmd_model_prepare)
     reg = model.add_parser("register", help="make adapters on a local base loadable by AutoPeftModelForCausalLM "

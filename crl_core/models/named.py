@@ -39,3 +39,16 @@ def smollm2_dir() -> Path:
 
 
 MODELS.register("smollm2-135m-instruct")(smollm2_dir)
+
+
+@MODELS.register("smollm2-refusal")
+def smollm2_refusal_dir() -> Path:
+    """SmolLM2 taught to refuse harmful requests (``crl model prepare smollm2-refusal``, refusal_base.py)."""
+    from crl_core.models.loading import ModelLoadError
+    from crl_core.models.refusal_base import cached_refusal_base_dir
+
+    path = cached_refusal_base_dir()
+    if path is None:
+        raise ModelLoadError("the SmolLM2 refusal base is not built yet: run `crl model prepare smollm2-refusal` once "
+                             "(about 10 minutes on 2 cores, after `crl model prepare smollm2`)")
+    return path

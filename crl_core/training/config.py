@@ -82,6 +82,9 @@ class DataSettings(ConfigBase):
     max_length: int = config_field(128, min=8)
     split_seed: int = config_field(0, min=0)
     harmful_limit: int = config_field(0, min=0, help="use only N harmful train prompts (0 = all)")
+    benign_answers: str = config_field("", help="smollm2 preset: a JSONL of {prompt, answer} whose answers replace "
+                                                "the reference answers of the benign rows, and add the edgy-but-benign "
+                                                "prompts (the refusal-base recipe: the model's own greedy answers)")
 
 
 @dataclass

@@ -82,6 +82,14 @@ def build_defense_data(cfg: DataSettings, tokenizer, model_dir: str | None = Non
         harmful = [Conversation(r["prompt"], SMOLLM2_OPENING) for r in harmful_rows]
         benign = [Conversation(r["benign_prompt"], r["benign_answer"]) for r in pairs]
         benign += [Conversation(r["prompt"], r["answer"]) for r in benign_rows]
+        if cfg.benign_answers:  # the model's own answers instead (crl_core/models/refusal_base.py)
+            own = _own_answers(cfg.benign_answers)
+            prompts = [c.prompt for c in benign] + [r["prompt"] for r in over_rows]
+            missing = [p for p in prompts if p not in own]
+            if missing:
+                raise ValueError(f"data.benign_answers: {len(missing)} benign prompts have no answer in "
+                                 f"{cfg.benign_answers} (e.g. {missing[0][:60]!r})")
+            benign = [Conversation(p, own[p]) for p in prompts]
     retain = benign + [Conversation(c.prompt, refusal) for c in harmful]
     if not harmful or not benign:
         raise ValueError("defense data: no harmful or no benign training rows")
@@ -94,6 +102,13 @@ def build_defense_data(cfg: DataSettings, tokenizer, model_dir: str | None = Non
                      "n_retain": len(retain), "harmful_train_sha256": split_hashes(harmful_dd)["train"],
                      "benign_train_sha256": split_hashes(benign_dd)["train"]},
     )
+
+
+def _own_answers(path: str) -> dict[str, str]:
+    import json
+
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {r["prompt"]: r["answer"] for r in rows}
 
 
 class BatchSampler:
