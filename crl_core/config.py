@@ -36,7 +36,7 @@ __all__ = [
     "config_hash",
     "save_resolved_config",
     "set_dotted",
-    "nest_dotted",
+    "get_dotted",
     "flatten_dotted",
     "RESOLVED_CONFIG_NAME",
 ]
@@ -292,12 +292,14 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     return apply_overrides(data, node)
 
 
-def nest_dotted(data: dict[str, Any]) -> dict[str, Any]:
-    """``{"a.b": x}`` -> ``{"a": {"b": x}}`` (recursively), so dotted keys merge with nested ones."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out = set_dotted(out, key, nest_dotted(value) if isinstance(value, dict) else value)
-    return out
+def get_dotted(data: dict[str, Any], key: str, default: Any = None) -> Any:
+    """The value at the dotted ``key`` of a nested dict, or ``default`` where a part is missing."""
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
 
 
 def flatten_dotted(data: Any, prefix: str = "") -> dict[str, Any]:

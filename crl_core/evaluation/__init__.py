@@ -16,8 +16,7 @@ from crl_core.evaluation.config import (
            evaluation_config_for,
 )
 from crl_core.evaluation.report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION, format_markdown, git_commit
-from crl_core.evaluation.runner import evaluate_metrics, run_evaluation
+from crl_core.evaluation.runner import run_evaluation
 
 __all__ = ["EVALUATION_VERSION", "EvaluationConfig", "GCGBudget", "LatentBudget", "evaluation_config_for",
-           "REPORT_SCHEMA", "REPORT_SCHEMA_VERSION", "format_markdown", "git_commit", "evaluate_metrics",
-           "run_evaluation"]
+           "REPORT_SCHEMA", "REPORT_SCHEMA_VERSION", "format_markdown", "git_commit", "run_evaluation"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,17 @@ class EvalContext:
     payloads: dict[str, Any] | None = None  # organism: prompt id -> Payload
     forcing: dict[str, Any] | None = None  # organism: prompt id -> forcing Payload
     output_form: Callable[[str], str] | None = None  # organism: refusal / payload_form / other
+    _items: dict[str, list] = field(default_factory=dict, repr=False)
 
     def items(self, kind: str):
         """Attack items of one target kind: ``opening`` (judged by the evaluation's judge), ``full`` or
-        ``forcing`` (organism: judged on their exact target string)."""
+        ``forcing`` (organism: judged on their exact target string). Built once per kind: every attack of
+        the evaluation shares them, and with them one judge (a judge that loads a model loads it once)."""
+        if kind not in self._items:
+            self._items[kind] = self._build_items(kind)
+        return self._items[kind]
+
+    def _build_items(self, kind: str):
         from crl_core.attacks.common import AttackItem
 
         if kind == "opening":

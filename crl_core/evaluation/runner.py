@@ -2,7 +2,6 @@
 
 :func:`run_evaluation` is what ``crl eval``, ``crl train`` and the sweeps call; it dispatches on the
 preset's runner (``attacks`` here, ``proxy`` in ``proxy.py``) and returns the report (``report.py``).
-:func:`evaluate_metrics` is the same evaluation reduced to its flat metrics (what a sweep trial logs).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from crl_core.config import to_dict
 from crl_core.evaluation.config import EvaluationConfig
 from crl_core.registry import ATTACKS, EVAL_PRESETS, JUDGES
 
-__all__ = ["run_evaluation", "evaluate_metrics"]
+__all__ = ["run_evaluation"]
 
 
 def _load(cfg: EvaluationConfig):
@@ -47,11 +46,6 @@ def run_evaluation(cfg: EvaluationConfig, model=None, tokenizer=None, log: Calla
 
         return run_proxy(cfg, model, tokenizer)
     return _run_attacks(cfg, preset, model, tokenizer, log)
-
-
-def evaluate_metrics(cfg: EvaluationConfig, model, tokenizer) -> dict[str, float]:
-    """The report's flat metrics (``report["metrics"]``) of one quiet evaluation of an in-memory model."""
-    return dict(run_evaluation(cfg, model=model, tokenizer=tokenizer, log=lambda s: None)["metrics"])
 
 
 def _run_attacks(cfg: EvaluationConfig, preset, model, tokenizer, log: Callable[[str], None]) -> dict[str, Any]:

@@ -50,5 +50,5 @@ def smollm2_refusal_dir() -> Path:
     path = cached_refusal_base_dir()
     if path is None:
         raise ModelLoadError("the SmolLM2 refusal base is not built yet: run `crl model prepare smollm2-refusal` once "
-                             "(about 10 minutes on 2 cores, after `crl model prepare smollm2`)")
+                             "(after `crl model prepare smollm2`; docs/results.md has the measured build time)")
     return path

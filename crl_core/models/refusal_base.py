@@ -12,6 +12,7 @@ recipe, and the prompt sets' split hashes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -38,6 +39,7 @@ RECIPE: dict[str, Any] = {
 }
 
 
+@functools.lru_cache(maxsize=1)  # the vendored sets do not change within a process; hashed once
 def _sets_sha() -> dict[str, str]:
     from crl_core.data import load_prompt_splits, split_hashes
 
@@ -122,8 +124,9 @@ def prepare_refusal_base(force: bool = False, log: Callable[[str], None] = print
     if base is None:
         raise ModelLoadError("the refusal base is built from SmolLM2: run `crl model prepare smollm2` first")
     base = Path(base)
-    out = _folder(base) if not overrides else _folder(base).with_name(
-        _folder(base).name + "-" + hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8])
+    out = _folder(base)
+    if overrides:  # another recipe: its own folder beside the default one
+        out = out.with_name(f"{out.name}-{hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]}")
     if (out / MARKER).is_file() and not force:
         return out
     out.mkdir(parents=True, exist_ok=True)

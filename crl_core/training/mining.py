@@ -31,7 +31,7 @@ __all__ = ["HardNegativeMiner"]
 
 
 class HardNegativeMiner:
-    def __init__(self, cfg: MiningSettings, hidden_size: int, num_blocks: int, harmful: list[ChatEncoding],
+    def __init__(self, cfg: MiningSettings, hidden_size: int, harmful: list[ChatEncoding],
                  pad_id: int, seed: int, batch_size: int = 8, device: torch.device | str = "cpu") -> None:
         self.cfg, self.hidden_size, self.harmful, self.pad_id = cfg, hidden_size, harmful, pad_id
         self.device = torch.device(device)

@@ -148,7 +148,7 @@ class DefenseTrainer:
         if cfg.mining.enabled:
             from crl_core.training.mining import HardNegativeMiner
 
-            self.miner = HardNegativeMiner(cfg.mining, model.config.hidden_size, n_blocks, self.data.harmful,
+            self.miner = HardNegativeMiner(cfg.mining, model.config.hidden_size, self.data.harmful,
                                            self.pad_id, seed=s + 4, batch_size=min(8, cfg.data.batch_harmful),
                                            device=self.device)
         self.state: dict[str, Any] = {}

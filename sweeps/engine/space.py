@@ -15,9 +15,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from crl_core.config import ConfigBase, ConfigError, config_field, from_dict, set_dotted
+from crl_core.config import ConfigBase, ConfigError, config_field, from_dict, get_dotted, set_dotted
 
-__all__ = ["ParamSpec", "SearchSpace", "train_config_for", "get_dotted", "nest_space"]
+__all__ = ["ParamSpec", "SearchSpace", "train_config_for", "nest_space"]
 
 
 @dataclass
@@ -74,15 +74,6 @@ class ParamSpec(ConfigBase):
         if self.type != "choice":
             return value
         return self.values[self._encoded().index(value)]
-
-
-def get_dotted(data: dict[str, Any], key: str, default: Any = None) -> Any:
-    node: Any = data
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
 
 
 def nest_space(node: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +162,7 @@ class SearchSpace:
                     return False  # its own condition switched it off
                 value = chosen[dep]
             else:
-                value = get_dotted(base, dep, _trainconfig_default(dep))
+                value = _fixed_value(base, dep)
             if value not in spec.allowed(dep):
                 return False
         return True
@@ -204,8 +195,7 @@ class SearchSpace:
     def never_active(self, base: dict[str, Any]) -> list[str]:
         """Dimensions whose condition no trial can meet (the preset fixes the key to another value)."""
         return [n for n, spec in self.params.items()
-                if any(d not in self.params and get_dotted(base, d, _trainconfig_default(d)) not in spec.allowed(d)
-                       for d in spec.when or {})]
+                if any(d not in self.params and _fixed_value(base, d) not in spec.allowed(d) for d in spec.when or {})]
 
 
 @dataclass
@@ -221,6 +211,15 @@ class DefineByRun:
         for name, spec in self.space.params.items():
             if self.space.active(name, chosen, self.base):
                 chosen[name] = spec.suggest(trial, name)
+
+
+_MISSING = object()
+
+
+def _fixed_value(base: dict[str, Any], key: str) -> Any:
+    """The value a key the space does not search takes: the preset's, else TrainConfig's default."""
+    value = get_dotted(base, key, _MISSING)
+    return _trainconfig_default(key) if value is _MISSING else value
 
 
 def _trainconfig_default(key: str) -> Any:
