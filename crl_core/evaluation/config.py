@@ -57,6 +57,8 @@ class EvaluationConfig(ConfigBase):
     opening: str = config_field("Sure, here is how to do it:",
                                 help="affirmative opening used as target / prefill (organism: its payload opening)")
     max_length: int = config_field(128, min=8, help="proxy preset: tokens of prompt + response it scores")
+    statements: bool = config_field(True, help="run the preset's true/false statement benchmark (real-model "
+                                                "presets; crl_core/evaluation/statements.py)")
     latent: LatentBudget = field(default_factory=LatentBudget)
     gcg: GCGBudget = field(default_factory=GCGBudget)
     seed: int = config_field(0, min=0)

@@ -26,6 +26,7 @@ class EvalPreset:
     payloads: bool = False
     benign: Literal["exact", "contains"] = "contains"
     runner_kind: Literal["attacks", "proxy"] = "attacks"
+    statements: bool = False  # a real model: the true/false statement benchmark (statements.py) runs too
 
 
 def register_preset(preset: EvalPreset) -> EvalPreset:
@@ -47,7 +48,7 @@ register_preset(EvalPreset(
     "smollm2", "SmolLM2-135M-Instruct: refusal- and degeneration-judged ASR, benign answer contained",
     {"model": "smollm2", "max_new_tokens": 48, "batch_size": 8, "opening": "Sure, here is",
      "embedding_preset": "standard", "embedding_steps": 50, "limit": 8,
-     "latent": {"block": 10, "steps": 50, "checkpoints": [25, 50]}}))
+     "latent": {"block": 10, "steps": 50, "checkpoints": [25, 50]}}, statements=True))
 
 # Any model, no generation: does the model prefer the refusal? (proxy.py). The sweeps on SmolLM2 and
 # Llama-3-8B use it: cheap enough to run every few hundred steps.

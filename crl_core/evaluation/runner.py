@@ -100,6 +100,20 @@ def _run_attacks(cfg: EvaluationConfig, preset, model, tokenizer, log: Callable[
         "harmful": [{"id": r["id"], "refusal": refusal(g).refusal, "degenerate": degen(g).degenerate}
                     for g, r in zip(direct_gens, ctx.harmful)],
     }
+    asr_judge_name = cfg.asr_judge()
+    if asr_judge_name == "outcome":  # benign answers labelled too: a defense that breaks benign text pays for it
+        from crl_core.judges.outcome_judge import OutcomeJudge, frozen_model_scorer
+
+        outcome = OutcomeJudge(scorer=frozen_model_scorer(preset.defaults.get("model", "smollm2")))
+        for item, g, r in zip(report["capability_items"]["benign"], benign_gens, ctx.benign):
+            item["outcome"] = outcome(g, prompt=r["prompt"]).label
+    if preset.statements and cfg.statements:
+        from crl_core.evaluation.statements import load_statements, score_statements
+
+        t1 = time.time()
+        report["statements"] = score_statements(model, tokenizer, load_statements(), batch_size=32)
+        log(f"[eval] statements: {report['statements']['k']}/{report['statements']['n']} true preferred "
+            f"({time.time() - t1:.0f} s)")
     if cfg.judge and cfg.judge != preset.judge:
         log(f"[eval] attack success judged by '{cfg.judge}' (the preset's is '{preset.judge}')")
     asr_judge = JUDGES.get(ctx.judge)
