@@ -28,3 +28,4 @@ def test_train_writes_the_adapter_and_its_evaluation_report(tmp_path):
     assert report["schema"]["version"] == 2 and report["spec"]["adapter"]["method"] == "crl"
     assert report["metrics"]["asr"] == max(report["metrics"]["asr_direct"], report["metrics"]["asr_prefill"])
     assert report["training"]["steps"] == 2
+    assert report["statements"]["n"] == 150 and report["metrics"]["statement_accuracy"] == report["statements"]["accuracy"]
