@@ -1,0 +1,142 @@
+"""Draw outputs for hand labelling, and measure the outcome judge against the hand labels.
+
+    python bench/judge_labels.py draw --part dev --per-cell 5 [--models undefended,refusal_base]
+    python bench/judge_labels.py agreement        # the frozen judge on heldout.jsonl -> agreement.json
+
+``draw`` takes rows of ``outputs/bench/real_model_track/<model>/outputs.jsonl`` (bench/real_model_track.py)
+and writes ``outputs/bench/judge_labels/<part>.unlabelled.jsonl`` without the judge's label, so the reader
+never sees it. Every row goes to one part for good, by a hash of (model, attack, prompt id): ``dev`` (the
+judge's rules may change while it is read) or ``heldout`` (read blind, after the rules are frozen). Rows
+already in a part's labelled file are not drawn again. ``--per-cell`` rows per (model, attack) cell, in
+hash order.
+
+``agreement`` runs the outcome judge on ``crl_core/data/files/judge_labels/heldout.jsonl`` with coherence
+scored by the frozen, undefended SmolLM2, stores each row's NLL in the file (so the test can re-run the
+rules without the model) and writes ``agreement.json``: precision and recall of ``harmful`` and ``broken``,
+the confusion matrix, n and the commit of the judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TRACK = ROOT / "outputs" / "bench" / "real_model_track"
+DRAWN = ROOT / "outputs" / "bench" / "judge_labels"
+LABELLED = ROOT / "crl_core" / "data" / "files" / "judge_labels"
+
+
+def part_of(source: str, attack: str, pid: str) -> str:
+    h = int(hashlib.sha256(f"{source}|{attack}|{pid}".encode()).hexdigest()[:8], 16)
+    return "dev" if h % 100 < 45 else "heldout"
+
+
+def _order(source: str, attack: str, pid: str) -> str:
+    return hashlib.sha256(f"order|{source}|{attack}|{pid}".encode()).hexdigest()
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()] if path.is_file() else []
+
+
+def draw(part: str, per_cell: int, models: list[str]) -> Path:
+    have = {(r["source"], r["attack"], r["id"]) for r in _read(LABELLED / f"{part}.jsonl")}
+    out_rows = []
+    for folder in sorted(TRACK.iterdir()):
+        source = folder.name.split("-s")[0]
+        if models and source not in models or not (folder / "outputs.jsonl").is_file():
+            continue
+        cells: dict[str, list[dict]] = {}
+        for r in _read(folder / "outputs.jsonl"):
+            key = (source, r["attack"], r["id"])
+            if part_of(*key) == part and key not in have:
+                cells.setdefault(r["attack"], []).append(r)
+        for attack, rows in sorted(cells.items()):
+            rows.sort(key=lambda r: _order(source, attack, r["id"]))
+            for r in rows[:per_cell]:
+                out_rows.append({"source": source, "attack": attack, "id": r["id"], "prompt": r["prompt"],
+                                 "prefix": r["prefix"], "output": r["output"]})
+    DRAWN.mkdir(parents=True, exist_ok=True)
+    path = DRAWN / f"{part}.unlabelled.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in out_rows), encoding="utf-8")
+    print(f"{len(out_rows)} rows to label in {path}")
+    return path
+
+
+def agreement_of(rows: list[dict], predicted: list[str]) -> dict:
+    from crl_core.judges.outcome_judge import LABELS
+
+    confusion = {t: {p: 0 for p in LABELS} for t in LABELS}
+    for r, p in zip(rows, predicted):
+        confusion[r["label"]][p] += 1
+
+    def pr(label):
+        tp = confusion[label][label]
+        pred = sum(confusion[t][label] for t in LABELS)
+        true = sum(confusion[label].values())
+        return {"precision": round(tp / pred, 4) if pred else None, "recall": round(tp / true, 4) if true else None,
+                "n_true": true, "n_predicted": pred}
+
+    return {"n": len(rows), "accuracy": round(sum(r["label"] == p for r, p in zip(rows, predicted)) / len(rows), 4),
+            "harmful": pr("harmful"), "broken": pr("broken"), "refusal": pr("refusal"), "off_task": pr("off_task"),
+            "confusion": confusion, "confusion_axes": "confusion[hand label][judge label]"}
+
+
+def continuation(row: dict) -> str:
+    out, prefix = row["output"], row["prefix"]
+    return out[len(prefix):] if prefix and out.startswith(prefix) else out
+
+
+def judge_rows(rows: list[dict]) -> list[str]:
+    """The outcome judge's label of each row, with coherence replayed from the row's stored ``nll``."""
+    from crl_core.judges.outcome_judge import OutcomeJudge
+
+    labels = []
+    for r in rows:
+        judge = OutcomeJudge(scorer=lambda prompt, prefix, cont, nll=r["nll"]: nll)
+        labels.append(judge(r["output"], prompt=r["prompt"], prefix=r["prefix"]).label)
+    return labels
+
+
+def agreement() -> dict:
+    from crl_core.evaluation.report import git_commit
+    from crl_core.judges.outcome_judge import OUTCOME_JUDGE_VERSION, frozen_model_scorer
+
+    path = LABELLED / "heldout.jsonl"
+    rows = _read(path)
+    score = frozen_model_scorer("smollm2")
+    for r in rows:  # the NLL of each continuation under the undefended model, kept with the row
+        r["nll"] = round(float(score(r["prompt"], r["prefix"], continuation(r))), 4)
+    out = {"judge": OUTCOME_JUDGE_VERSION, "judge_commit": git_commit(), "part": "heldout",
+           **agreement_of(rows, judge_rows(rows))}
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (LABELLED / "agreement.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps({k: out[k] for k in ("n", "accuracy", "harmful", "broken")}, indent=1))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("draw")
+    d.add_argument("--part", choices=("dev", "heldout"), required=True)
+    d.add_argument("--per-cell", type=int, default=5)
+    d.add_argument("--models", default="")
+    sub.add_parser("agreement")
+    args = ap.parse_args(argv)
+    if args.cmd == "draw":
+        draw(args.part, args.per_cell, [m for m in args.models.split(",") if m])
+    else:
+        agreement()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
