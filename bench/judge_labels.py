@@ -70,43 +70,9 @@ def draw(part: str, per_cell: int, models: list[str]) -> Path:
     return path
 
 
-def agreement_of(rows: list[dict], predicted: list[str]) -> dict:
-    from crl_core.judges.outcome_judge import LABELS
-
-    confusion = {t: {p: 0 for p in LABELS} for t in LABELS}
-    for r, p in zip(rows, predicted):
-        confusion[r["label"]][p] += 1
-
-    def pr(label):
-        tp = confusion[label][label]
-        pred = sum(confusion[t][label] for t in LABELS)
-        true = sum(confusion[label].values())
-        return {"precision": round(tp / pred, 4) if pred else None, "recall": round(tp / true, 4) if true else None,
-                "n_true": true, "n_predicted": pred}
-
-    return {"n": len(rows), "accuracy": round(sum(r["label"] == p for r, p in zip(rows, predicted)) / len(rows), 4),
-            "harmful": pr("harmful"), "broken": pr("broken"), "refusal": pr("refusal"), "off_task": pr("off_task"),
-            "confusion": confusion, "confusion_axes": "confusion[hand label][judge label]"}
-
-
-def continuation(row: dict) -> str:
-    out, prefix = row["output"], row["prefix"]
-    return out[len(prefix):] if prefix and out.startswith(prefix) else out
-
-
-def judge_rows(rows: list[dict]) -> list[str]:
-    """The outcome judge's label of each row, with coherence replayed from the row's stored ``nll``."""
-    from crl_core.judges.outcome_judge import OutcomeJudge
-
-    labels = []
-    for r in rows:
-        judge = OutcomeJudge(scorer=lambda prompt, prefix, cont, nll=r["nll"]: nll)
-        labels.append(judge(r["output"], prompt=r["prompt"], prefix=r["prefix"]).label)
-    return labels
-
-
 def agreement() -> dict:
     from crl_core.evaluation.report import git_commit
+    from crl_core.judges.outcome_agreement import agreement_of, continuation, judge_rows
     from crl_core.judges.outcome_judge import OUTCOME_JUDGE_VERSION, frozen_model_scorer
 
     path = LABELLED / "heldout.jsonl"
