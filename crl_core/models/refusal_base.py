@@ -131,6 +131,7 @@ def prepare_refusal_base(force: bool = False, log: Callable[[str], None] = print
         return out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    torch.set_num_threads(RECIPE["train"]["num_threads"])  # before generating too: 2 threads beside another job thrash
     answers = _own_answers(base, _answers_path(base), log)
     data = apply_overrides(RECIPE["train"], {"model": {"name": str(base)}, "output_dir": str(out / "train"),
                                              "data": {"benign_answers": str(answers)}})
