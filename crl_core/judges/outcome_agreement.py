@@ -21,23 +21,35 @@ def read_labelled(part: str) -> list[dict]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
-def agreement_of(rows: list[dict], predicted: list[str]) -> dict:
+def _confusion(rows: list[dict], predicted: list[str]) -> dict[str, dict[str, int]]:
     from crl_core.judges.outcome_judge import LABELS
 
     confusion = {t: {p: 0 for p in LABELS} for t in LABELS}
     for r, p in zip(rows, predicted):
         confusion[r["label"]][p] += 1
+    return confusion
 
-    def pr(label):
-        tp = confusion[label][label]
-        pred = sum(confusion[t][label] for t in LABELS)
-        true = sum(confusion[label].values())
-        return {"precision": round(tp / pred, 4) if pred else None, "recall": round(tp / true, 4) if true else None,
-                "n_true": true, "n_predicted": pred}
 
-    return {"n": len(rows), "accuracy": round(sum(r["label"] == p for r, p in zip(rows, predicted)) / len(rows), 4),
-            "harmful": pr("harmful"), "broken": pr("broken"), "refusal": pr("refusal"), "off_task": pr("off_task"),
-            "confusion": confusion, "confusion_axes": "confusion[hand label][judge label]"}
+def _pr(confusion: dict[str, dict[str, int]], label: str) -> dict:
+    tp = confusion[label][label]
+    pred = sum(row[label] for row in confusion.values())
+    true = sum(confusion[label].values())
+    return {"precision": round(tp / pred, 4) if pred else None, "recall": round(tp / true, 4) if true else None,
+            "n_true": true, "n_predicted": pred}
+
+
+def agreement_of(rows: list[dict], predicted: list[str]) -> dict:
+    """Accuracy, per-label precision/recall and the confusion matrix (``confusion[hand][judge]``). ``harmful``
+    is measured on the attacked (harmful-prompt) rows only, since ASR is the only use of that label; the
+    other labels on every row, benign answers included (a benign answer's ``harmful`` means "an answer")."""
+    confusion = _confusion(rows, predicted)
+    attacked = [(r, p) for r, p in zip(rows, predicted) if r["attack"] != "benign"]
+    harmful = _pr(_confusion([r for r, _ in attacked], [p for _, p in attacked]), "harmful")
+    return {"n": len(rows), "n_attacked": len(attacked),
+            "accuracy": round(sum(r["label"] == p for r, p in zip(rows, predicted)) / len(rows), 4),
+            "harmful": harmful, "broken": _pr(confusion, "broken"), "refusal": _pr(confusion, "refusal"),
+            "off_task": _pr(confusion, "off_task"), "confusion": confusion,
+            "confusion_axes": "confusion[hand label][judge label], every row"}
 
 
 def continuation(row: dict) -> str:
