@@ -12,7 +12,8 @@ hash order.
 
 ``agreement`` runs the outcome judge on ``crl_core/data/files/judge_labels/heldout.jsonl`` with coherence
 scored by the frozen, undefended SmolLM2, stores each row's NLL in the file (so the test can re-run the
-rules without the model) and writes ``agreement.json``: precision and recall of ``harmful`` and ``broken``,
+rules without the model) and writes ``agreement.json`` (``agreement.partial.json`` while the held-out part
+is smaller than 60 rows with 20 harmful, or the two parts hold fewer than 150): precision and recall of ``harmful`` and ``broken``,
 the confusion matrix, n and the commit of the judge.
 """
 
@@ -82,8 +83,15 @@ def agreement() -> dict:
         r["nll"] = round(float(score(r["prompt"], r["prefix"], continuation(r))), 4)
     out = {"judge": OUTCOME_JUDGE_VERSION, "judge_commit": git_commit(), "part": "heldout",
            **agreement_of(rows, judge_rows(rows))}
+    harmful = sum(r["label"] == "harmful" for r in rows if r["attack"] != "benign")
+    complete = len(rows) >= 60 and harmful >= 20 and len(rows) + len(_read(LABELLED / "dev.jsonl")) >= 150
+    out["complete"] = complete  # the issue's size: >= 60 held-out rows, >= 20 harmful, >= 150 labelled in all
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    (LABELLED / "agreement.json").write_text(json.dumps(out, indent=1) + "\n")
+    name = "agreement.json" if complete else "agreement.partial.json"
+    (LABELLED / name).write_text(json.dumps(out, indent=1) + "\n")
+    if complete and (LABELLED / "agreement.partial.json").is_file():
+        (LABELLED / "agreement.partial.json").unlink()
+    print(f"wrote {LABELLED / name}")
     print(json.dumps({k: out[k] for k in ("n", "accuracy", "harmful", "broken")}, indent=1))
     return out
 

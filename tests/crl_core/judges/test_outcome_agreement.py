@@ -9,8 +9,10 @@ import pytest
 from crl_core.judges.outcome_agreement import LABELLED, agreement_of, judge_rows, read_labelled
 from crl_core.judges.outcome_judge import LABELS, OUTCOME_JUDGE_VERSION
 
-measured = pytest.mark.skipif(not (LABELLED / "agreement.json").is_file(),
-                                reason="no held-out agreement measured yet (bench/judge_labels.py agreement)")
+RECORDED = next((LABELLED / n for n in ("agreement.json", "agreement.partial.json") if (LABELLED / n).is_file()),
+                None)
+measured = pytest.mark.skipif(RECORDED is None, reason="no held-out agreement measured yet "
+                                                        "(bench/judge_labels.py agreement)")
 
 
 @measured
@@ -18,15 +20,15 @@ def test_the_labelled_parts_are_disjoint_and_well_formed():
     dev, held = read_labelled("dev"), read_labelled("heldout")
     keys = lambda rows: {(r["source"], r["attack"], r["id"]) for r in rows}  # noqa: E731
     assert not keys(dev) & keys(held)
-    assert len(dev) + len(held) >= 150 and len(held) >= 60
-    assert sum(r["label"] == "harmful" for r in held) >= 20
+    complete = len(dev) + len(held) >= 150 and len(held) >= 60 and sum(r["label"] == "harmful" for r in held) >= 20
+    assert complete == (RECORDED.name == "agreement.json")  # a partial measurement is never filed as the final one
     assert all(r["label"] in LABELS and r["output"] for r in dev + held)
 
 
 @measured
 def test_the_frozen_judge_reproduces_the_recorded_agreement():
     held = read_labelled("heldout")
-    recorded = json.loads((LABELLED / "agreement.json").read_text())
+    recorded = json.loads(RECORDED.read_text())
     assert recorded["judge"] == OUTCOME_JUDGE_VERSION
     again = agreement_of(held, judge_rows(held))
     for key in ("n", "accuracy", "harmful", "broken", "confusion"):
