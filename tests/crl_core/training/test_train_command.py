@@ -17,7 +17,9 @@ def test_train_writes_the_adapter_and_its_evaluation_report(tmp_path):
         f"model.name={folder}", "steps=2", "harmful_layers.indices=[1,2]", "lora.rank=2",
         "data.batch_benign=2", "data.batch_harmful=2", "data.batch_retain=2", "data.max_length=48",
         "data.harmful_limit=8", "eval.overrides.limit=2", "eval.overrides.attacks=[direct,prefill]",
-        "eval.overrides.max_new_tokens=3", f"output_dir={tmp_path / 'out'}"])
+        "eval.overrides.max_new_tokens=3", f"output_dir={tmp_path / 'out'}",
+        # the preset's outcome judge scores coherence with the real SmolLM2, which a fresh CI machine lacks
+        "eval.overrides.judge=compliance"])
     ecfg = cfg.evaluation_config()
     assert (ecfg.preset, ecfg.model, ecfg.split, ecfg.limit) == ("smollm2", str(folder), "test", 2)
     train(cfg, log=lambda s: None)
