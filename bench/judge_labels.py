@@ -31,7 +31,8 @@ if str(ROOT) not in sys.path:
 
 TRACK = ROOT / "outputs" / "bench" / "real_model_track"
 DRAWN = ROOT / "outputs" / "bench" / "judge_labels"
-LABELLED = ROOT / "crl_core" / "data" / "files" / "judge_labels"
+
+from crl_core.judges.outcome_agreement import LABELLED  # noqa: E402  (after the sys.path line above)
 
 
 def part_of(source: str, attack: str, pid: str) -> str:
@@ -73,14 +74,14 @@ def draw(part: str, per_cell: int, models: list[str]) -> Path:
 
 def agreement() -> dict:
     from crl_core.evaluation.report import git_commit
-    from crl_core.judges.outcome_agreement import agreement_of, continuation, judge_rows
-    from crl_core.judges.outcome_judge import OUTCOME_JUDGE_VERSION, frozen_model_scorer
+    from crl_core.judges.outcome_agreement import agreement_of, judge_rows
+    from crl_core.judges.outcome_judge import OUTCOME_JUDGE_VERSION, continuation, frozen_model_scorer
 
     path = LABELLED / "heldout.jsonl"
     rows = _read(path)
     score = frozen_model_scorer("smollm2")
     for r in rows:  # the NLL of each continuation under the undefended model, kept with the row
-        r["nll"] = round(float(score(r["prompt"], r["prefix"], continuation(r))), 4)
+        r["nll"] = round(float(score(r["prompt"], r["prefix"], continuation(r["output"], r["prefix"]))), 4)
     out = {"judge": OUTCOME_JUDGE_VERSION, "judge_commit": git_commit(), "part": "heldout",
            **agreement_of(rows, judge_rows(rows))}
     harmful = sum(r["label"] == "harmful" for r in rows if r["attack"] != "benign")

@@ -100,13 +100,10 @@ def _run_attacks(cfg: EvaluationConfig, preset, model, tokenizer, log: Callable[
         "harmful": [{"id": r["id"], "refusal": refusal(g).refusal, "degenerate": degen(g).degenerate}
                     for g, r in zip(direct_gens, ctx.harmful)],
     }
-    asr_judge_name = cfg.asr_judge()
-    if asr_judge_name == "outcome":  # benign answers labelled too: a defense that breaks benign text pays for it
-        from crl_core.judges.outcome_judge import OutcomeJudge, frozen_model_scorer
-
-        outcome = OutcomeJudge(scorer=frozen_model_scorer(preset.defaults.get("model", "smollm2")))
-        for item, g, r in zip(report["capability_items"]["benign"], benign_gens, ctx.benign):
-            item["outcome"] = outcome(g, prompt=r["prompt"]).label
+    if ctx.judge == "outcome":  # benign answers labelled too: a defense that breaks benign text pays for it
+        benign_judges = JUDGES.get("outcome").for_items(ctx.benign, opening="")
+        for item, g, judge in zip(report["capability_items"]["benign"], benign_gens, benign_judges):
+            item["outcome"] = judge(g).label
     if preset.statements and cfg.statements:
         from crl_core.evaluation.statements import load_statements, score_statements
 

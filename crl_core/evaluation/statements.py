@@ -16,7 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STATEMENTS_VERSION", "STATEMENT_SET", "statements_path", "load_statements", "score_statements"]
+__all__ = ["STATEMENTS_VERSION", "STATEMENT_SET", "StatementsUnavailable", "statements_path", "load_statements",
+           "mean_logprobs", "score_statements"]
 
 STATEMENTS_VERSION = 1
 STATEMENT_SET = "factual/expanded_150"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["LABELLED", "read_labelled", "continuation", "judge_rows", "agreement_of"]
+__all__ = ["LABELLED", "read_labelled", "judge_rows", "agreement_of"]
 
 LABELLED = Path(__file__).resolve().parents[1] / "data" / "files" / "judge_labels"
 
@@ -50,11 +50,6 @@ def agreement_of(rows: list[dict], predicted: list[str]) -> dict:
             "harmful": harmful, "broken": _pr(confusion, "broken"), "refusal": _pr(confusion, "refusal"),
             "off_task": _pr(confusion, "off_task"), "confusion": confusion,
             "confusion_axes": "confusion[hand label][judge label], every row"}
-
-
-def continuation(row: dict) -> str:
-    out, prefix = row["output"], row["prefix"]
-    return out[len(prefix):] if prefix and out.startswith(prefix) else out
 
 
 def judge_rows(rows: list[dict]) -> list[str]:
