@@ -1,20 +1,23 @@
 """Draw outputs for hand labelling, and measure the outcome judge against the hand labels.
 
-    python bench/judge_labels.py draw --part dev --per-cell 5 [--models undefended,refusal_base]
-    python bench/judge_labels.py agreement        # the frozen judge on heldout.jsonl -> agreement.json
+    python bench/judge_labels.py draw --part dev --per-cell 5 [--models crl,rr]
+    python bench/judge_labels.py draw --part heldout --per-cell 5   # the current judge's blind part
+    python bench/judge_labels.py agreement        # the frozen judge on its blind part -> agreement.json
 
 ``draw`` takes rows of ``outputs/bench/real_model_track/<model>/outputs.jsonl`` (bench/real_model_track.py)
 and writes ``outputs/bench/judge_labels/<part>.unlabelled.jsonl`` without the judge's label, so the reader
-never sees it. Every row goes to one part for good, by a hash of (model, attack, prompt id): ``dev`` (the
-judge's rules may change while it is read) or ``heldout`` (read blind, after the rules are frozen). Rows
-already in a part's labelled file are not drawn again. ``--per-cell`` rows per (model, attack) cell, in
-hash order.
+never sees it. Every row goes to one bucket for good, by a hash of (model, attack, prompt id): ``dev`` (the
+judge's rules may change while it is read) or ``heldout`` (read blind, after the rules are frozen). A judge
+version ``outcome-vN`` is measured on its own blind part ``heldout-vN.jsonl``, drawn from the held-out bucket
+after its rules were frozen; ``--part heldout`` draws for the current version. Rows already labelled in any
+part are not drawn again. ``--per-cell`` rows per (model, attack) cell, in hash order.
 
-``agreement`` runs the outcome judge on ``crl_core/data/files/judge_labels/heldout.jsonl`` with coherence
-scored by the frozen, undefended SmolLM2, stores each row's NLL in the file (so the test can re-run the
-rules without the model) and writes ``agreement.json`` (``agreement.partial.json`` while the held-out part
-is smaller than 60 rows with 20 harmful, or the two parts hold fewer than 150): precision and recall of ``harmful`` and ``broken``,
-the confusion matrix, n and the commit of the judge.
+``agreement`` runs the current outcome judge on its blind part with coherence scored by the frozen,
+undefended SmolLM2, stores each row's NLL in the file (so the test can re-run the rules without the model)
+and writes ``agreement.json`` (``agreement.partial.json`` while the blind part is smaller than 60 rows with
+20 harmful, or the parts hold fewer than 150): precision and recall of ``harmful`` and ``broken``, the
+confusion matrix, n and the commit of the judge. ``agreement-v2.json`` is the record of outcome-v2 on
+``heldout-v2.jsonl`` (its rules are gone; that part is development data for v3).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ if str(ROOT) not in sys.path:
 TRACK = ROOT / "outputs" / "bench" / "real_model_track"
 DRAWN = ROOT / "outputs" / "bench" / "judge_labels"
 
-from crl_core.judges.outcome_agreement import LABELLED  # noqa: E402  (after the sys.path line above)
+from crl_core.judges.outcome_agreement import LABELLED, blind_part, labelled_parts  # noqa: E402  (after sys.path)
 
 
 def part_of(source: str, attack: str, pid: str) -> str:
@@ -48,8 +51,9 @@ def _read(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()] if path.is_file() else []
 
 
-def draw(part: str, per_cell: int, models: list[str]) -> Path:
-    have = {(r["source"], r["attack"], r["id"]) for r in _read(LABELLED / f"{part}.jsonl")}
+def draw(bucket: str, per_cell: int, models: list[str]) -> Path:
+    part = "dev" if bucket == "dev" else blind_part()
+    have = {(r["source"], r["attack"], r["id"]) for p in labelled_parts() for r in _read(LABELLED / f"{p}.jsonl")}
     out_rows = []
     for folder in sorted(TRACK.iterdir()):
         source = folder.name.split("-s")[0]
@@ -58,7 +62,7 @@ def draw(part: str, per_cell: int, models: list[str]) -> Path:
         cells: dict[str, list[dict]] = {}
         for r in _read(folder / "outputs.jsonl"):
             key = (source, r["attack"], r["id"])
-            if part_of(*key) == part and key not in have:
+            if part_of(*key) == bucket and key not in have:
                 cells.setdefault(r["attack"], []).append(r)
         for attack, rows in sorted(cells.items()):
             rows.sort(key=lambda r: _order(source, attack, r["id"]))
@@ -77,16 +81,18 @@ def agreement() -> dict:
     from crl_core.judges.outcome_agreement import agreement_of, judge_rows
     from crl_core.judges.outcome_judge import OUTCOME_JUDGE_VERSION, continuation, frozen_model_scorer
 
-    path = LABELLED / "heldout.jsonl"
+    part = blind_part()
+    path = LABELLED / f"{part}.jsonl"
     rows = _read(path)
     score = frozen_model_scorer("smollm2")
     for r in rows:  # the NLL of each continuation under the undefended model, kept with the row
         r["nll"] = round(float(score(r["prompt"], r["prefix"], continuation(r["output"], r["prefix"]))), 4)
-    out = {"judge": OUTCOME_JUDGE_VERSION, "judge_commit": git_commit(), "part": "heldout",
+    out = {"judge": OUTCOME_JUDGE_VERSION, "judge_commit": git_commit(), "part": part,
            **agreement_of(rows, judge_rows(rows))}
     harmful = sum(r["label"] == "harmful" for r in rows if r["attack"] != "benign")
-    complete = len(rows) >= 60 and harmful >= 20 and len(rows) + len(_read(LABELLED / "dev.jsonl")) >= 150
-    out["complete"] = complete  # the issue's size: >= 60 held-out rows, >= 20 harmful, >= 150 labelled in all
+    in_all = sum(len(_read(LABELLED / f"{p}.jsonl")) for p in labelled_parts())
+    complete = len(rows) >= 60 and harmful >= 20 and in_all >= 150
+    out["complete"] = complete  # the issue's size: >= 60 blind rows, >= 20 harmful, >= 150 labelled in all
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     name = "agreement.json" if complete else "agreement.partial.json"
     (LABELLED / name).write_text(json.dumps(out, indent=1) + "\n")

@@ -11,9 +11,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["LABELLED", "read_labelled", "judge_rows", "agreement_of"]
+__all__ = ["LABELLED", "read_labelled", "labelled_parts", "blind_part", "judge_rows", "agreement_of"]
 
 LABELLED = Path(__file__).resolve().parents[1] / "data" / "files" / "judge_labels"
+
+
+def blind_part(version: str | None = None) -> str:
+    """The held-out part a judge version is measured on (``outcome-v3`` -> ``heldout-v3``): drawn and read
+    only after that version's rules were frozen. An earlier version's blind part is development data for the
+    next one."""
+    from crl_core.judges.outcome_judge import OUTCOME_JUDGE_VERSION
+
+    return "heldout-" + (version or OUTCOME_JUDGE_VERSION).split("-")[-1]
+
+
+def labelled_parts() -> list[str]:
+    """Every labelled part on disk (``dev``, ``heldout-v2``, ...)."""
+    return sorted(p.stem for p in LABELLED.glob("*.jsonl"))
 
 
 def read_labelled(part: str) -> list[dict]:
