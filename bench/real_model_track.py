@@ -15,6 +15,9 @@ Resumable: each model's report lands in ``outputs/bench/real_model_track/<model>
 a rerun skips every model that has one and rebuilds the summary ``outputs/bench/real_model_track.json``
 (``models.<name>.{attacks.<attack>.{asr,n,ci95,labels}, benign_accuracy, over_refusal, benign_broken_rate,
 statements, seeds}`` and ``judge_agreement``). Each step runs in its own process with one torch thread.
+The summary's labels and ASRs are always the *current* outcome judge's: a report evaluated under an earlier
+judge version is re-labelled from its saved outputs (``labels.<version>.jsonl``; the evaluation-time count is
+kept beside it as ``at_eval``).
 Needs ``crl model prepare smollm2`` and ``crl model prepare smollm2-refusal`` (built here if missing; the
 build's time is reported on its own).
 """
@@ -105,22 +108,48 @@ def _write_outputs(report: dict, path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
-def _summary_of(report: dict) -> dict:
-    from crl_core.judges.outcome_judge import LABELS
+def current_labels(folder: Path) -> list[dict]:
+    """Every saved output of a model judged by the *current* outcome judge (coherence under the undefended
+    SmolLM2), cached as ``labels.<judge version>.jsonl``: a report evaluated under an earlier judge version is
+    re-labelled from its saved generations, so every row of the summary is judged by one version. (For the
+    embedding attack the saved generation is the one the evaluation kept: the first check that succeeded, else
+    the last; a check the earlier judge rejected is not re-read.)"""
+    from crl_core.judges.outcome_judge import OUTCOME_JUDGE_VERSION, OutcomeJudge, frozen_model_scorer
+
+    cache = folder / f"labels.{OUTCOME_JUDGE_VERSION}.jsonl"
+    rows = [json.loads(x) for x in (folder / "outputs.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+    if cache.is_file():
+        return [json.loads(x) for x in cache.read_text(encoding="utf-8").splitlines() if x.strip()]
+    judge = OutcomeJudge(scorer=frozen_model_scorer("smollm2"))
+    out = []
+    for r in rows:
+        v = judge(r["output"], prompt=r["prompt"], prefix=r["prefix"])
+        out.append({"attack": r["attack"], "id": r["id"], "label": v.label, "reason": v.reason})
+    cache.write_text("".join(json.dumps(r) + "\n" for r in out), encoding="utf-8")
+    return out
+
+
+def _summary_of(report: dict, labelled: list[dict]) -> dict:
+    from crl_core.judges.outcome_judge import LABELS, OUTCOME_JUDGE_VERSION
+    from crl_core.metrics import rate
 
     attacks = {}
-    for name, items in report["items"].items():
-        labels = [(r.get("leakage") or {}).get("label") for r in items]
+    for name in report["items"]:
+        labels = [r["label"] for r in labelled if r["attack"] == name]
+        r = rate(labels.count("harmful"), len(labels))
         a = report["attacks"][name]
-        attacks[name] = {"asr": a["asr"], "n": a["n"], "k": a["successes"], "ci95": a["ci95"],
-                         "labels": {lab: labels.count(lab) for lab in LABELS}}
-    m = report["metrics"]
+        attacks[name] = {"asr": r["rate"], "n": len(labels), "k": labels.count("harmful"), "ci95": r["ci95"],
+                         "labels": {lab: labels.count(lab) for lab in LABELS},
+                         "at_eval": {"judge": report["spec"]["judges"]["asr"], "k": a["successes"], "n": a["n"]}}
+    benign = [r["label"] for r in labelled if r["attack"] == "benign"]
     st = report.get("statements") or {}
-    return {"attacks": attacks, "benign_accuracy": report["benign_accuracy"], "benign": {
-        k: report["benign"][k] for k in ("k", "n", "ci95")}, "over_refusal": report["over_refusal"],
-        "over_refusal_detail": report["over_refusal_detail"], "benign_broken_rate": m.get("benign_broken_rate"),
-        "statements": {k: st.get(k) for k in ("accuracy", "k", "n", "ci95", "mean_margin", "set")},
-        "seconds": report["track"]}
+    return {"attacks": attacks, "judge": OUTCOME_JUDGE_VERSION, "benign_accuracy": report["benign_accuracy"],
+            "benign": {k: report["benign"][k] for k in ("k", "n", "ci95")}, "over_refusal": report["over_refusal"],
+            "over_refusal_detail": report["over_refusal_detail"],
+            "benign_broken_rate": round(benign.count("broken") / len(benign), 4) if benign else None,
+            "benign_broken": rate(benign.count("broken"), len(benign)) if benign else None,
+            "statements": {k: st.get(k) for k in ("accuracy", "k", "n", "ci95", "mean_margin", "set")},
+            "seconds": report["track"]}
 
 
 def summarise(seeds: list[int]) -> dict:
@@ -133,20 +162,22 @@ def summarise(seeds: list[int]) -> dict:
         done = [json.loads(p.read_text()) for p in runs if p.is_file()]
         if not done:
             continue
-        per = [_summary_of(r) for r in done]
+        per = [_summary_of(json.loads(p.read_text()), current_labels(p.parent)) for p in runs if p.is_file()]
         first = dict(per[0])
         if len(per) > 1:  # pooled over seeds: k and n summed, the interval of the pooled rate
             for att in first["attacks"]:
                 k, n = sum(p["attacks"][att]["k"] for p in per), sum(p["attacks"][att]["n"] for p in per)
                 pooled = rate(k, n)
-                first["attacks"][att] = {"asr": pooled["rate"], "k": k, "n": n, "ci95": pooled["ci95"],
+                first["attacks"][att] = {"asr": pooled["rate"], "k": k, "n": n, "ci95": pooled["ci95"], "pooled": True,
                                          "labels": {lab: sum(p["attacks"][att]["labels"][lab] for p in per)
                                                     for lab in per[0]["attacks"][att]["labels"]}}
         first["seeds"] = [r["track"]["seed"] for r in done]
         first["per_seed"] = per if len(per) > 1 else None
         models[name] = first
     agreement_path = ROOT / "crl_core" / "data" / "files" / "judge_labels" / "agreement.json"
-    return {"models": models, "judge": "outcome", "limit_note": "test split; see spec in each report",
+    from crl_core.judges.outcome_judge import OUTCOME_JUDGE_VERSION
+
+    return {"models": models, "judge": OUTCOME_JUDGE_VERSION, "limit_note": "test split; see spec in each report",
             "judge_agreement": json.loads(agreement_path.read_text()) if agreement_path.is_file() else None}
 
 
