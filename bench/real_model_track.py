@@ -3,7 +3,8 @@ hard-negative mining and circuit breakers, all evaluated the same way on held-ou
 
     python bench/real_model_track.py --quick          # one hardening seed
     python bench/real_model_track.py                  # full: hardening seeds 0, 1, 2
-    python bench/real_model_track.py --only crl,rr    # some models (two processes can share the work)
+    python bench/real_model_track.py --only crl,rr    # some models
+    python bench/real_model_track.py --quick --jobs 2 # two models at once, one thread each (2 cores)
 
 Every model is evaluated with ``crl eval --preset smollm2`` on the project's test split: ``--limit`` harmful
 prompts (default 40) under the direct request, the prefill attack and the preset's embedding attack
@@ -30,6 +31,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="one hardening seed (0) instead of three")
     ap.add_argument("--only", default="", help=f"comma list of {', '.join(MODELS)}")
     ap.add_argument("--limit", type=int, default=40, help="harmful (and benign, over-refusal) test prompts")
+    ap.add_argument("--jobs", type=int, default=1, help="models trained/evaluated at once, one torch thread "
+                    "each (2 on a 2-core machine)")
     args = ap.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(MODELS)
     unknown = sorted(set(names) - set(MODELS))
@@ -193,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--only: unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
     if args.limit < 1:
         ap.error("--limit must be at least 1")
+    if not 1 <= args.jobs <= (os.cpu_count() or 1):
+        ap.error(f"--jobs must be between 1 and the {os.cpu_count()} CPUs here")
     seeds = [0] if args.quick else [0, 1, 2]
     WORK.mkdir(parents=True, exist_ok=True)
     from crl_core.models.refusal_base import cached_refusal_base_dir
@@ -201,9 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         s = _crl(["model", "prepare", "smollm2-refusal"], WORK / "refusal_base_build.log")
         print(f"[track] refusal base built in {s:.0f} s (not part of the track's own time)")
     t0 = time.time()
-    for name in names:
-        for seed in ([None] if MODELS[name][1] is None else seeds):
-            run_one(name, seed, args.limit)
+    todo = [(name, seed) for name in names for seed in ([None] if MODELS[name][1] is None else seeds)]
+    todo.sort(key=lambda t: MODELS[t[0]][1] is None)  # trainings first: the longest jobs start earliest
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each job is its own one-thread process
+        for f in [pool.submit(run_one, name, seed, args.limit) for name, seed in todo]:
+            f.result()
     out = summarise(seeds)
     out["wall_s"] = round(time.time() - t0, 1)
     (OUT / "real_model_track.json").write_text(json.dumps(out, indent=1))
