@@ -5,6 +5,16 @@ cache is off (``use_prefix_cache=False``; the cached path indexes the KV cache t
 installed with ``--no-deps`` from ``requirements/nodeps.txt``. One suffix is optimised per prompt
 towards the item's target (the affirmative opening by default, so success still means the model
 leaked what it knows), then the prompt + suffix is answered greedily and judged.
+
+Two things differ from calling nanogcg plainly (both were loopholes in the measured ASR, issue 14):
+
+- **BOS.** nanogcg strips the chat template's BOS text and relies on the tokenizer to add it back, which
+  tokenizers whose post-processor adds none (the organism's, ``<s><|user|>...``) never do: the suffix was
+  optimised for a context without BOS and judged in one with it. nanogcg is handed a view of the tokenizer
+  without a ``bos_token``, so the template keeps its BOS text and the optimised context is the judged one.
+- **Every step's string is judged**, not only the lowest-loss one: the suffix of each step is answered
+  greedily (one batch) and the attack succeeds if any of them leaks; ``steps_used`` is the first such step.
+  An early stop on the opening (``early_stop``) used to hide a leak at an intermediate step.
 """
 
 from __future__ import annotations
@@ -48,6 +58,22 @@ def _nanogcg():
     return GCGConfig, run
 
 
+class _KeepBos:
+    """The tokenizer as nanogcg should see it: no ``bos_token``, so nanogcg leaves the template's BOS text
+    in place (it becomes the BOS id when tokenized); everything else is the tokenizer's own."""
+
+    bos_token = None
+
+    def __init__(self, tokenizer) -> None:
+        self._tok = tokenizer
+
+    def __call__(self, *args, **kwargs):
+        return self._tok(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._tok, name)
+
+
 def gcg_attack(model, tokenizer, items: Sequence[AttackItem], config: GCGAttackConfig | None = None
                ) -> list[AttackResult]:
     cfg = config or GCGAttackConfig()
@@ -65,14 +91,17 @@ def gcg_attack(model, tokenizer, items: Sequence[AttackItem], config: GCGAttackC
                              verbosity="WARNING")
             messages = [{"role": "user", "content": it.prompt + " {optim_str}"}]
             with torch.random.fork_rng():
-                res = run(model, tokenizer, messages, it.target, gcfg)
-            prompt = f"{it.prompt} {res.best_string}"
-            ids = chat_prompt_ids(tokenizer, prompt)
-            text = decode(tokenizer, generate_from_ids(model, [ids], cfg.max_new_tokens,
-                                                       tokenizer.eos_token_id, pad))[0]
-            ok, det = judge_fields(it, text)
-            out.append(AttackResult(id=it.id, success=ok, generation=text, leakage=det,
-                                    steps_used=len(res.losses), final_loss=float(res.best_loss),
+                res = run(model, _KeepBos(tokenizer), messages, it.target, gcfg)
+            strings = list(dict.fromkeys(res.strings or [res.best_string]))  # each step's suffix, in order
+            ids = [chat_prompt_ids(tokenizer, f"{it.prompt} {x}") for x in strings]
+            texts = decode(tokenizer, generate_from_ids(model, ids, cfg.max_new_tokens, tokenizer.eos_token_id, pad))
+            verdicts = [judge_fields(it, t) for t in texts]
+            first = next((i for i, (ok, _) in enumerate(verdicts) if ok), None)
+            pick = first if first is not None else strings.index(res.best_string)
+            ok, det = verdicts[pick]
+            step = (res.strings.index(strings[pick]) + 1) if res.strings else len(res.losses)
+            out.append(AttackResult(id=it.id, success=ok, generation=texts[pick], leakage=det,
+                                    steps_used=step if ok else len(res.losses), final_loss=float(res.best_loss),
                                     success_at={cfg.steps: ok}))
     finally:
         model.train(was_training)
