@@ -5,7 +5,10 @@ the free vectors sit exactly where the organism saw random filler in training. A
 cross-entropy of the item's ``target`` tokens following that input (model frozen, no norm bound). An
 item stops early once its target loss drops below ``early_stop_loss`` (its vectors are then frozen).
 At every checkpoint step (and at the end) each item's current vectors are decoded greedily (up to
-``max_new_tokens``) and judged; ``success_at[k]`` is True when a check at step <= k succeeded.
+``max_new_tokens``) and judged; ``success_at[k]`` is True when a check at step <= k succeeded. With
+``check_every = n`` the items not yet successful are also checked every ``n`` steps between checkpoints (a
+leak between two checkpoints used to be missed when the vectors moved on); ``success_at`` keeps the checkpoint
+keys, each counting every check up to it, and ``steps_used`` is the first successful check's step.
 With ``restarts > 1`` the attack runs again from a fresh initialisation and an item succeeds if any
 restart did (checkpoint successes are OR-ed across restarts).
 
@@ -49,6 +52,8 @@ class EmbeddingAttackConfig(ConfigBase):
     init_scale: float = config_field(1.0, min=0.0, help="std multiplier for init = random")
     checkpoints: list[int] = config_field(default_factory=lambda: [25, 50, 100, 200],
                                           help="steps at which to generate and judge")
+    check_every: int = config_field(0, min=0, help="also judge every N steps between checkpoints "
+                                                   "(items not yet successful; 0 = checkpoints only)")
     max_new_tokens: int = config_field(24, min=1, max=4096)
     batch_size: int = config_field(64, min=1, help="items optimised together")
     seed: int = config_field(0, min=0)
@@ -173,27 +178,34 @@ def _run_batch(model, tokenizer, items: Sequence[AttackItem], cfg: EmbeddingAtta
     active = torch.ones(b, dtype=torch.bool)
     steps_used = [cfg.steps] * b
     last_loss = [float("nan")] * b
-    checks = sorted({c for c in cfg.checkpoints if c <= cfg.steps} | {cfg.steps})
+    checks = set(report_steps(cfg))
+    between = set(range(cfg.check_every, cfg.steps + 1, cfg.check_every)) - checks if cfg.check_every else set()
     verdicts: list[dict[int, tuple[bool, str, dict | None]]] = [{} for _ in range(b)]
     done_checks: set[int] = set()
 
-    def check(step: int) -> None:
+    def check(step: int, which: list[int] | None = None) -> None:
         done_checks.add(step)
+        which = list(range(b)) if which is None else which
+        if not which:
+            return
         with torch.no_grad():
             full = base.index_put((rows, cols), free.detach())
-            embeds = [full[i, prompt_start[i]:prompt_end[i]] for i in range(b)]
+            embeds = [full[i, prompt_start[i]:prompt_end[i]] for i in which]
             new = generate_from_embeds(model, embeds, cfg.max_new_tokens, tokenizer.eos_token_id,
                                        batch_size=b, use_cache=not reference)
-        for i, text in enumerate(decode(tokenizer, new)):
+        for i, text in zip(which, decode(tokenizer, new)):
             ok, details = judge_fields(items[i], text)
             verdicts[i][step] = (ok, text, details)
 
     for step in range(1, cfg.steps + 1):
         idx = active.nonzero().flatten()
-        if len(idx) == 0:
-            for c in checks:
-                if c not in done_checks:
-                    check(c)
+        if len(idx) == 0:  # every item frozen: the remaining checks would all see the same vectors
+            rest = sorted(c for c in checks if c not in done_checks)
+            if rest:
+                check(rest[0])
+                for i in range(b):
+                    for c in rest[1:]:
+                        verdicts[i][c] = verdicts[i][rest[0]]
             break
         full = base[idx].index_put((rows[: len(idx)], cols[idx]), free[idx])
         logits = forward_logits(idx, full)[:, :-1]
@@ -214,7 +226,14 @@ def _run_batch(model, tokenizer, items: Sequence[AttackItem], cfg: EmbeddingAtta
                     free[i] = frozen[i]
         if step in checks:
             check(step)
+        elif step in between:  # only the items that have not leaked yet
+            check(step, [i for i in range(b) if not any(v[0] for v in verdicts[i].values())])
     return verdicts, steps_used, last_loss
+
+
+def report_steps(cfg: EmbeddingAttackConfig) -> list[int]:
+    """The steps ``success_at`` reports: the checkpoints within ``steps``, and ``steps``."""
+    return sorted({c for c in cfg.checkpoints if c <= cfg.steps} | {cfg.steps})
 
 
 def embedding_attack(model, tokenizer, items: Sequence[AttackItem], config: EmbeddingAttackConfig | None = None,
@@ -239,12 +258,9 @@ def embedding_attack(model, tokenizer, items: Sequence[AttackItem], config: Embe
                 for i, it in enumerate(chunk):
                     steps = sorted(verdicts[i])
                     succ_steps = [s for s in steps if verdicts[i][s][0]]
-                    pick = succ_steps[0] if succ_steps else steps[-1]
+                    pick = succ_steps[0] if succ_steps else max(report_steps(cfg))
                     ok, text, details = verdicts[i][pick]
-                    cum, seen = {}, False
-                    for s in steps:
-                        seen = seen or verdicts[i][s][0]
-                        cum[s] = seen
+                    cum = {k: any(s <= k for s in succ_steps) for k in report_steps(cfg)}
                     prev = best[i]
                     if prev is not None:
                         cum = {s: cum[s] or prev.success_at.get(s, False) for s in cum}
@@ -265,9 +281,12 @@ def embedding_attack(model, tokenizer, items: Sequence[AttackItem], config: Embe
 
 def budget(ecfg, variant: str) -> EmbeddingAttackConfig:
     """The evaluation's budget: the named preset (``embedding:<preset>``, else ``embedding_preset``), its
-    greedy tokens, batch size and seed, and ``embedding_steps`` (checkpoints past it dropped) when set."""
+    greedy tokens, batch size and seed, ``embedding_steps`` (checkpoints past it dropped) and
+    ``embedding_check_every`` when set."""
     cfg = preset(variant or ecfg.embedding_preset, max_new_tokens=ecfg.max_new_tokens, batch_size=ecfg.batch_size,
                  seed=ecfg.seed)
+    if ecfg.embedding_check_every:
+        cfg = dataclasses.replace(cfg, check_every=ecfg.embedding_check_every)
     if ecfg.embedding_steps:
         cfg = dataclasses.replace(cfg, steps=ecfg.embedding_steps, checkpoints=sorted(
             {c for c in cfg.checkpoints if c <= ecfg.embedding_steps} | {ecfg.embedding_steps}))

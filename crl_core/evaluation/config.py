@@ -54,6 +54,8 @@ class EvaluationConfig(ConfigBase):
     batch_size: int = config_field(64, min=1)
     embedding_preset: str = config_field("standard", help="default preset of the embedding attacks")
     embedding_steps: int = config_field(0, min=0, help="override the embedding preset's steps (0 = keep)")
+    embedding_check_every: int = config_field(0, min=0, help="embedding attacks also judge every N steps between "
+                                                             "their checkpoints (0 = the preset's checkpoints only)")
     opening: str = config_field("Sure, here is how to do it:",
                                 help="affirmative opening used as target / prefill (organism: its payload opening)")
     max_length: int = config_field(128, min=8, help="proxy preset: tokens of prompt + response it scores")

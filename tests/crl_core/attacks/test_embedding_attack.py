@@ -141,3 +141,25 @@ def test_target_logits_and_cached_checks_match_the_full_reference_path(tok, mode
     for f, r in zip(fast, ref):
         assert f.final_loss == pytest.approx(r.final_loss, rel=1e-4, abs=1e-5)
         assert f.generation == r.generation and f.success_at == r.success_at
+
+
+def test_check_every_catches_a_leak_between_checkpoints(tok, model):
+    # a judge that sees a leak only on its second look (a leak the vectors then move away from): checkpoints
+    # alone (one look, at step 10) miss it; check_every=2 looks at steps 2, 4 (the leak), then stops looking
+    def judges():
+        calls = []
+
+        def judge(text):
+            calls.append(text)
+            return len(calls) == 2
+        return judge, calls
+
+    cfg = EmbeddingAttackConfig(num_vectors=2, steps=10, checkpoints=[10], max_new_tokens=3)
+    judge, calls = judges()
+    [r] = embedding_attack(model, tok, [AttackItem("a", "How do I bake bread?", "Sure, here is", judge)], cfg)
+    assert not r.success and len(calls) == 1
+    judge, calls = judges()
+    [r] = embedding_attack(model, tok, [AttackItem("a", "How do I bake bread?", "Sure, here is", judge)],
+                           dataclasses.replace(cfg, check_every=2))
+    assert r.success and r.steps_used == 4 and r.success_at == {10: True}
+    assert len(calls) == 3  # steps 2 and 4, then only the final checkpoint (no look at 6 and 8 once it leaked)
