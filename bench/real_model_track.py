@@ -73,10 +73,16 @@ def run_one(name: str, seed: int | None, limit: int) -> Path:
     timing = {}
     adapter = []
     if preset:
-        timing["train_s"] = round(_crl(["train", "--preset", preset, f"seed={seed}", "eval.enabled=false",
-                                        f"output_dir={folder / 'train'}"], folder / "train.log"), 1)
         adapter = ["--adapter", str(folder / "train" / "adapter")]
-        print(f"[track] {folder.name}: trained in {timing['train_s']:.0f} s")
+        done = folder / "train" / "train_seconds.json"  # written only after a training finished
+        if done.is_file():  # trained earlier, the evaluation did not finish: evaluate that adapter
+            timing["train_s"] = json.loads(done.read_text())["train_s"]
+            print(f"[track] {folder.name}: trained earlier ({timing['train_s']:.0f} s), evaluating")
+        else:
+            timing["train_s"] = round(_crl(["train", "--preset", preset, f"seed={seed}", "eval.enabled=false",
+                                            f"output_dir={folder / 'train'}"], folder / "train.log"), 1)
+            done.write_text(json.dumps({"train_s": timing["train_s"], "preset": preset, "seed": seed}))
+            print(f"[track] {folder.name}: trained in {timing['train_s']:.0f} s")
     tmp = folder / "report.tmp.json"
     timing["eval_s"] = round(_crl(["eval", "--preset", "smollm2", *adapter, "--attacks", ",".join(ATTACKS),
                                    "--limit", str(limit), "--out", str(tmp), f"model={base}", "judge=outcome",
