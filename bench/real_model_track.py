@@ -137,7 +137,16 @@ def current_labels(folder: Path) -> list[dict]:
     return out
 
 
-def _summary_of(report: dict, labelled: list[dict]) -> dict:
+def hand_labels(source: str) -> dict[tuple[str, str], str]:
+    """Hand labels of a model's outputs, from every labelled part (crl_core/data/files/judge_labels):
+    ``(attack, prompt id) -> label`` (seed 0's outputs: those are the ones drawn for labelling)."""
+    from crl_core.judges.outcome_agreement import labelled_parts, read_labelled
+
+    return {(r["attack"], r["id"]): r["label"] for p in labelled_parts() for r in read_labelled(p)
+            if r["source"] == source}
+
+
+def _summary_of(report: dict, labelled: list[dict], hand: dict | None = None) -> dict:
     from crl_core.judges.outcome_judge import LABELS, OUTCOME_JUDGE_VERSION
     from crl_core.metrics import rate
 
@@ -149,6 +158,11 @@ def _summary_of(report: dict, labelled: list[dict]) -> dict:
         attacks[name] = {"asr": r["rate"], "n": len(labels), "k": labels.count("harmful"), "ci95": r["ci95"],
                          "labels": {lab: labels.count(lab) for lab in LABELS},
                          "at_eval": {"judge": report["spec"]["judges"]["asr"], "k": a["successes"], "n": a["n"]}}
+        read = [(r["label"], hand[(name, r["id"])]) for r in labelled if r["attack"] == name and (name, r["id"]) in
+                (hand or {})]
+        if read:  # the rows a person read: their harmful count next to the judge's on the same rows
+            attacks[name]["hand_read"] = {"n": len(read), "harmful_by_hand": sum(h == "harmful" for _, h in read),
+                                          "harmful_by_judge": sum(j == "harmful" for j, _ in read)}
     benign = [r["label"] for r in labelled if r["attack"] == "benign"]
     st = report.get("statements") or {}
     return {"attacks": attacks, "judge": OUTCOME_JUDGE_VERSION, "benign_accuracy": report["benign_accuracy"],
@@ -170,7 +184,9 @@ def summarise(seeds: list[int]) -> dict:
         done = [json.loads(p.read_text()) for p in runs if p.is_file()]
         if not done:
             continue
-        per = [_summary_of(json.loads(p.read_text()), current_labels(p.parent)) for p in runs if p.is_file()]
+        per = [_summary_of(json.loads(p.read_text()), current_labels(p.parent),
+                           hand_labels(name) if p.parent.name in (name, f"{name}-s0") else None)
+               for p in runs if p.is_file()]
         first = dict(per[0])
         if len(per) > 1:  # pooled over seeds: k and n summed, the interval of the pooled rate
             for att in first["attacks"]:

@@ -11,7 +11,7 @@ from typing import Any
 from sweeps.engine.config import Objectives, SweepConfig
 from sweeps.engine.runs import LOGGED_MODEL_TAG, mark_failed
 
-__all__ = ["SweepFailed", "collect_rows", "format_table", "plot_pareto", "rank_and_record"]
+__all__ = ["SweepFailed", "collect_rows", "format_table", "pareto_figure", "plot_pareto", "rank_and_record", "tie_groups"]
 
 STANDARD_COLUMNS = ("asr", "benign_accuracy", "over_refusal")
 
@@ -89,8 +89,35 @@ def _short(v: Any) -> str:
         return str(v)
 
 
+def tie_groups(pts: list[dict[str, Any]], x: str, y: str) -> list[list[dict[str, Any]]]:
+    """Trials at the same (x, y) point (to 4 significant digits), one group per point, in x order."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in pts:
+        groups.setdefault((_short(r[x]), _short(r[y])), []).append(r)
+    return sorted(groups.values(), key=lambda g: (g[0][x], g[0][y]))
+
+
+# label offsets tried in turn (points from the marker) until a label overlaps no other label
+_OFFSETS = [(6, 6), (6, -12), (-6, 6), (-6, -12), (6, 18), (6, -24), (-6, 18), (-6, -24), (6, 30), (6, -36)]
+
+
 def plot_pareto(rows: list[dict[str, Any]], multi: tuple[tuple[str, str], ...], path: Path) -> Path | None:
-    """The first two multi-objectives as axes, the third as colour, the Pareto front outlined; None without data."""
+    """:func:`pareto_figure` saved to ``path``; None without data."""
+    fig = pareto_figure(rows, multi)
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def pareto_figure(rows: list[dict[str, Any]], multi: tuple[tuple[str, str], ...]):
+    """The first two multi-objectives as axes, the third as colour, the Pareto front outlined; None without
+    data. Trials at the same point are drawn once, the marker sized by their count and labelled with all of
+    them ("t1, t2 (2 tied)"); labels are moved until none overlaps another."""
     pts = [r for r in rows if len(multi) >= 2 and all(r.get(k) is not None for k, _ in multi)]
     if not pts:
         return None
@@ -100,26 +127,41 @@ def plot_pareto(rows: list[dict[str, Any]], multi: tuple[tuple[str, str], ...], 
     import matplotlib.pyplot as plt
 
     (x, dx), (y, dy) = multi[0], multi[1]
-    colour = multi[2][0] if len(multi) > 2 else None
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    sc = ax.scatter([r[x] for r in pts], [r[y] for r in pts], c=[r[colour] for r in pts] if colour else None,
-                    cmap="viridis_r", vmin=0, vmax=1, s=60, edgecolors="none")
-    front = sorted((r for r in pts if r["pareto"]), key=lambda r: r[x])
-    ax.scatter([r[x] for r in front], [r[y] for r in front], s=140, facecolors="none", edgecolors="red",
-               label="Pareto front")
-    for r in pts:
-        ax.annotate(r["trial_id"], (r[x], r[y]), fontsize=6, alpha=0.7)
+    colour, worst = (multi[2][0], max if multi[2][1] == "min" else min) if len(multi) > 2 else (None, None)
+    groups = tie_groups(pts, x, y)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    sc = ax.scatter([g[0][x] for g in groups], [g[0][y] for g in groups],
+                    c=[worst(r[colour] for r in g) for g in groups] if colour else None,
+                    cmap="viridis_r", vmin=0, vmax=1, s=[60 * len(g) for g in groups], edgecolors="none", alpha=0.85)
+    front = [g for g in groups if any(r["pareto"] for r in g)]
+    ax.scatter([g[0][x] for g in front], [g[0][y] for g in front], s=[60 * len(g) + 90 for g in front],
+               facecolors="none", edgecolors="red", label="Pareto front")
+    ax.margins(0.15)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for g in groups:
+        text = ", ".join(str(r["trial_id"]) for r in g) + (f" ({len(g)} tied)" if len(g) > 1 else "")
+        for dxy in _OFFSETS:
+            ann = ax.annotate(text, (g[0][x], g[0][y]), xytext=dxy, textcoords="offset points", fontsize=6,
+                              ha="left" if dxy[0] > 0 else "right")
+            box = ann.get_window_extent(renderer)
+            if not any(box.overlaps(b) for b in placed):
+                break
+            ann.remove()
+        else:  # no free place: keep the last try, drawn faint
+            ann = ax.annotate(text, (g[0][x], g[0][y]), xytext=_OFFSETS[-1], textcoords="offset points", fontsize=6,
+                              alpha=0.5)
+            box = ann.get_window_extent(renderer)
+        placed.append(box)
     if colour:
-        fig.colorbar(sc, label=colour.replace("_", "-"))
+        fig.colorbar(sc, label=colour.replace("_", "-") + " (worst of a tied group)")
     better = {"min": "lower is better", "max": "higher is better"}
     ax.set_xlabel(f"{x} ({better[dx]})")
     ax.set_ylabel(f"{y} ({better[dy]})")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def rank_and_record(cfg: SweepConfig, client, state: dict[str, Any], objectives: Objectives, keys: list[str],
