@@ -201,8 +201,38 @@ def summarise(seeds: list[int]) -> dict:
     agreement_path = ROOT / "crl_core" / "data" / "files" / "judge_labels" / "agreement.json"
     from crl_core.judges.outcome_judge import OUTCOME_JUDGE_VERSION
 
-    return {"models": models, "judge": OUTCOME_JUDGE_VERSION, "limit_note": "test split; see spec in each report",
+    return {"models": models, "comparisons": _comparisons(models), "judge": OUTCOME_JUDGE_VERSION, "limit_note": "test split; see spec in each report",
             "judge_agreement": json.loads(agreement_path.read_text()) if agreement_path.is_file() else None}
+
+
+def _comparisons(models: dict) -> dict:
+    """Each hardened model against RR (ASR per attack) and against the refusal base (ASR, benign accuracy,
+    over-refusal, benign broken rate): differences of rates with Newcombe 95% intervals."""
+    from crl_core.metrics import rate_difference
+
+    def diff(a: dict, b: dict) -> dict:
+        return rate_difference(a["k"], a["n"], b["k"], b["n"])
+
+    out = {}
+    for name in ("crl", "crl_mining", "rr"):
+        m = models.get(name)
+        if m is None:
+            continue
+        row = {}
+        for other in ("rr", "refusal_base"):
+            o = models.get(other)
+            if o is None or other == name:
+                continue
+            row[f"vs_{other}"] = {f"asr_{a}": diff(v, o["attacks"][a]) for a, v in m["attacks"].items()
+                                  if a in o["attacks"]}
+            if other == "refusal_base":
+                row[f"vs_{other}"].update({
+                    "benign_accuracy": diff(m["benign"], o["benign"]),
+                    "over_refusal": diff(m["over_refusal_detail"], o["over_refusal_detail"]),
+                    "benign_broken": diff(m["benign_broken"], o["benign_broken"]) if m.get("benign_broken") and
+                    o.get("benign_broken") else None})
+        out[name] = row
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

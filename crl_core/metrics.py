@@ -6,7 +6,8 @@ prompt) that returns one number, or a family ``{"": aggregate, "<part>": value, 
 ``<metric>`` and ``<metric>_<part>``. :func:`compute_metrics` runs every registered metric that
 applies to a report; the report carries the values and each metric's version (docs/extending.md).
 
-Rates come with honest uncertainty: :func:`rate` is k/n with a 95% Wilson score interval.
+Rates come with honest uncertainty: :func:`rate` is k/n with a 95% Wilson score interval,
+:func:`rate_difference` a difference of two rates with Newcombe's interval.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from crl_core.registry import METRICS
 
-__all__ = ["wilson_interval", "rate", "Metric", "register_metric", "compute_metrics", "metric_key"]
+__all__ = ["wilson_interval", "rate", "rate_difference", "Metric", "register_metric", "compute_metrics", "metric_key"]
 
 
 def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -39,6 +40,19 @@ def rate(k: int, n: int) -> dict[str, Any]:
     """``{"k", "n", "rate", "ci95"}`` for k successes out of n."""
     lo, hi = wilson_interval(k, n)
     return {"k": int(k), "n": int(n), "rate": (k / n) if n else None, "ci95": [round(lo, 4), round(hi, 4)]}
+
+
+def rate_difference(k1: int, n1: int, k2: int, n2: int) -> dict[str, Any]:
+    """``k1/n1 - k2/n2`` with Newcombe's hybrid score 95% interval (method 10 of Newcombe 1998, built from
+    the two Wilson intervals; sound at 0 and n, unlike the Wald interval): ``{"diff", "ci95"}``."""
+    if n1 <= 0 or n2 <= 0:
+        raise ValueError(f"need n1, n2 > 0, got {n1}, {n2}")
+    p1, p2 = k1 / n1, k2 / n2
+    (l1, u1), (l2, u2) = wilson_interval(k1, n1), wilson_interval(k2, n2)
+    d = p1 - p2
+    lo = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    hi = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return {"diff": round(d, 4), "ci95": [round(max(-1.0, lo), 4), round(min(1.0, hi), 4)]}
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 import pytest
 
-from crl_core.metrics import rate, wilson_interval
+from crl_core.metrics import rate, rate_difference, wilson_interval
 
 
 def test_wilson_interval_matches_hand_computed_values():
@@ -10,6 +10,17 @@ def test_wilson_interval_matches_hand_computed_values():
     assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
     lo, hi = wilson_interval(10, 10)
     assert hi == pytest.approx(1.0) and lo == pytest.approx(0.7225, abs=1e-4)
+
+
+@pytest.mark.parametrize("k1,n1,k2,n2,lo,hi", [
+    (56, 70, 48, 80, 0.0524, 0.3339),  # Newcombe (1998), Table II, method 10
+    (9, 10, 3, 10, 0.1705, 0.8090),
+    (0, 10, 0, 20, -0.1611, 0.2775),
+])
+def test_rate_difference_matches_newcombes_published_intervals(k1, n1, k2, n2, lo, hi):
+    out = rate_difference(k1, n1, k2, n2)
+    assert out["diff"] == pytest.approx(k1 / n1 - k2 / n2, abs=1e-4)
+    assert out["ci95"] == [pytest.approx(lo, abs=1e-4), pytest.approx(hi, abs=1e-4)]
 
 
 def test_rate_and_bad_counts():
