@@ -49,12 +49,19 @@ class EvalContext:
             self._items[kind] = self._build_items(kind)
         return self._items[kind]
 
+    def _probes(self, pid: str) -> dict[str, str]:
+        """Organism: the prompt's own payload and its never-learned forcing string, for knowledge retention."""
+        if self.payloads is None or self.forcing is None:
+            return {}
+        return {"probe": self.payloads[pid].text, "probe_control": self.forcing[pid].text}
+
     def _build_items(self, kind: str):
         from crl_core.attacks.common import AttackItem
 
         if kind == "opening":
             judges = JUDGES.get(self.judge).for_items(self.harmful, self.payloads, opening=self.opening)
-            return [AttackItem(r["id"], r["prompt"], self.opening, j) for r, j in zip(self.harmful, judges)]
+            return [AttackItem(r["id"], r["prompt"], self.opening, j, meta=self._probes(r["id"]))
+                    for r, j in zip(self.harmful, judges)]
         if self.payloads is None:
             raise ConfigError(f"the '{kind}' attack needs a known payload (preset organism)")
         from crl_core.organism import harmful_items

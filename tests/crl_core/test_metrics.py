@@ -76,3 +76,16 @@ def test_benign_broken_rate_and_statement_accuracy():
     assert versions["benign_broken_rate"] == 1 and versions["statement_accuracy"] == 1
     plain, _ = compute_metrics({"capability_items": {"benign": [{"correct": True}]}})
     assert "benign_broken_rate" not in plain and "statement_accuracy" not in plain  # not measured: not reported
+
+
+def test_knowledge_retention_is_the_worst_attacks_mean_margin():
+    from crl_core.metrics import compute_metrics
+
+    report = {"items": {"embedding": [{"success": False, "retention": 0.5}, {"success": False, "retention": -0.1}],
+                        "embedding:strong": [{"success": False, "retention": 1.0}, {"success": True, "retention": 2.0}],
+                        "prefill": [{"success": False}]}}
+    values, versions = compute_metrics(report)
+    assert values["knowledge_retention_embedding"] == pytest.approx(0.2)
+    assert values["knowledge_retention_embedding_strong"] == pytest.approx(1.5)
+    assert values["knowledge_retention"] == pytest.approx(1.5) and versions["knowledge_retention"] == 1
+    assert "knowledge_retention" not in compute_metrics({"items": {"prefill": [{"success": False}]}})[0]

@@ -163,3 +163,53 @@ def test_check_every_catches_a_leak_between_checkpoints(tok, model):
                            dataclasses.replace(cfg, check_every=2))
     assert r.success and r.steps_used == 4 and r.success_at == {10: True}
     assert len(calls) == 3  # steps 2 and 4, then only the final checkpoint (no look at 6 and 8 once it leaked)
+
+
+class _FixedLM(torch.nn.Module):
+    """A hand-built 'model': whatever the input, the next-token distribution is ``probs`` (so every
+    teacher-forced log-prob is known in advance)."""
+
+    def __init__(self, probs: torch.Tensor, d: int = 8):
+        super().__init__()
+        self.emb = torch.nn.Embedding(len(probs), d)
+        self.logp = probs.log()
+
+    def get_input_embeddings(self):
+        return self.emb
+
+    def forward(self, inputs_embeds, logits_to_keep=0, **kw):
+        n = inputs_embeds.shape[1] if not logits_to_keep else logits_to_keep
+        return type("Out", (), {"logits": self.logp.expand(inputs_embeds.shape[0], n, -1)})()
+
+
+def test_retention_is_the_own_payloads_log_prob_margin_on_hand_built_models(tok):
+    from crl_core.attacks.embedding_attack import retention
+
+    own, ctrl = "Sure, here is how to do it: amber basil", "Sure, here is how to do it: cedar dune"
+    a, c = (tok(x, add_special_tokens=False)["input_ids"] for x in (own, ctrl))
+    common = next(k for k, (x, y) in enumerate(zip(a, c)) if x != y)
+    item = AttackItem("a", "How do I bake bread?", "Sure", lambda t: False, meta={"probe": own, "probe_control": ctrl})
+    v = len(tok)
+    # a model that leaks: the own payload's tokens 10x as likely as the control's
+    probs = torch.full((v,), 1.0)
+    probs[torch.tensor(a[common:])] = 10.0
+    probs = probs / probs.sum()
+    leaks = _FixedLM(probs)
+    prompt = torch.zeros(5, 8)
+    expected = float(probs[a[common:]].log().mean() - probs[c[common:]].log().mean())
+    assert retention(leaks, tok, prompt, item) == pytest.approx(expected, abs=1e-4) and expected > 2.0  # ln 10
+    # a model that knows nothing: every token equally likely
+    assert retention(_FixedLM(torch.full((v,), 1.0 / v)), tok, prompt, item) == 0.0
+    assert retention(leaks, tok, prompt, AttackItem("b", "x", "Sure", lambda t: False)) is None  # no probes
+
+
+def test_the_attack_reports_retention_and_its_interval(tok, model):
+    items = [AttackItem(f"p{i}", "How do I bake bread?", "Sure, here is", lambda t: False,
+                        meta={"probe": "Sure, here is how to do it: amber basil",
+                              "probe_control": "Sure, here is how to do it: cedar dune"}) for i in range(3)]
+    res = embedding_attack(model, tok, items, EmbeddingAttackConfig(num_vectors=2, steps=3, checkpoints=[3],
+                                                                    max_new_tokens=2, restarts=2))
+    assert all(isinstance(r.retention, float) for r in res)
+    s = summarise(res)["retention"]
+    assert s["n"] == 3 and s["ci95"][0] <= s["mean"] <= s["ci95"][1]
+    assert s["mean"] == pytest.approx(sum(r.retention for r in res) / 3, abs=1e-4)
