@@ -108,9 +108,11 @@ def _left_padded(seqs: list, width: int, fill, device):
 
 
 def _greedy_cached(model, first: dict, embed_next, max_new_tokens: int, eos_token_id: int | None,
-                   pad_token_id: int, mask: torch.Tensor) -> list[list[int]]:
+                   pad_token_id: int, mask: torch.Tensor, temperature: float = 0.0,
+                   generator: torch.Generator | None = None) -> list[list[int]]:
     """Greedy decoding with a KV cache after one pass over the left-padded prompts (``first``: the model
-    inputs of that pass); ``embed_next(tok)`` gives the next step's inputs for the chosen tokens."""
+    inputs of that pass); ``embed_next(tok)`` gives the next step's inputs for the chosen tokens. With
+    ``temperature > 0`` each token is sampled from ``softmax(logits / temperature)`` (``generator`` seeds it)."""
     cache_kw = cache_argument(model)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     res = model(**first, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
@@ -119,7 +121,11 @@ def _greedy_cached(model, first: dict, embed_next, max_new_tokens: int, eos_toke
     gen = []
     next_pos = pos[:, -1:] + 1
     for step in range(max_new_tokens):
-        tok = logits.argmax(-1)
+        if temperature > 0:
+            probs = torch.softmax(logits.float() / temperature, -1)
+            tok = torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].to(logits.device)
+        else:
+            tok = logits.argmax(-1)
         tok = torch.where(done, torch.full_like(tok, pad_token_id), tok)
         gen.append(tok)
         if eos_token_id is not None:
@@ -151,9 +157,13 @@ def generate_from_ids(model, input_ids: Sequence[Sequence[int]], max_new_tokens:
 
 
 def generate_from_embeds(model, embeds: Sequence[torch.Tensor], max_new_tokens: int,
-                         eos_token_id: int | None, batch_size: int = 64, use_cache: bool = True) -> list[list[int]]:
+                         eos_token_id: int | None, batch_size: int = 64, use_cache: bool = True,
+                         temperature: float = 0.0, generator: torch.Generator | None = None) -> list[list[int]]:
     """Greedy continuations of input-embedding sequences (each ``[L_i, d]``); ``use_cache=False``: the
-    uncached reference (re-runs the whole sequence every step)."""
+    uncached reference (re-runs the whole sequence every step). ``temperature > 0``: sampled instead (cached
+    path only), seeded by ``generator``."""
+    if temperature > 0 and not use_cache:
+        raise ValueError("sampling runs on the cached path only")
     if not use_cache:
         return _generate_from_embeds_uncached(model, embeds, max_new_tokens, eos_token_id, batch_size)
     out: list[list[int]] = [[] for _ in embeds]
@@ -166,7 +176,8 @@ def generate_from_embeds(model, embeds: Sequence[torch.Tensor], max_new_tokens: 
             def embed_next(tok, dtype=buf.dtype):
                 return {"inputs_embeds": emb_layer(tok[:, None]).to(dtype)}
 
-            new = _greedy_cached(model, {"inputs_embeds": buf}, embed_next, max_new_tokens, eos_token_id, 0, mask)
+            new = _greedy_cached(model, {"inputs_embeds": buf}, embed_next, max_new_tokens, eos_token_id, 0, mask,
+                                 temperature=temperature, generator=generator)
             for r, i in enumerate(rows):
                 out[i] = new[r]
     return out

@@ -13,7 +13,8 @@ With ``restarts > 1`` the attack runs again from a fresh initialisation and an i
 restart did (checkpoint successes are OR-ed across restarts). Items that carry probes (``meta["probe"]``,
 ``meta["probe_control"]``: the organism's own payload and a never-learned one) also get their knowledge
 :func:`retention` at the final vectors, the best over restarts: a number that still moves when the binary
-ASR is 0.
+ASR is 0. With ``sample_n = N`` each item is also answered N times by sampling (temperature
+``sample_temperature``) at the final vectors and judged each time (``sampled``: best-of-N leakage).
 
 Three forms (what the items' targets are is chosen by the caller; ``target_kind`` says which):
 
@@ -57,6 +58,10 @@ class EmbeddingAttackConfig(ConfigBase):
                                           help="steps at which to generate and judge")
     check_every: int = config_field(0, min=0, help="also judge every N steps between checkpoints "
                                                    "(items not yet successful; 0 = checkpoints only)")
+    sample_n: int = config_field(0, min=0, max=4096, help="sampling leakage: after the attack, sample N "
+                                                          "continuations at the final vectors and judge each "
+                                                          "(0 = off)")
+    sample_temperature: float = config_field(1.0, min=0.0, help="temperature of those samples")
     max_new_tokens: int = config_field(24, min=1, max=4096)
     batch_size: int = config_field(64, min=1, help="items optimised together")
     seed: int = config_field(0, min=0)
@@ -240,7 +245,22 @@ def _run_batch(model, tokenizer, items: Sequence[AttackItem], cfg: EmbeddingAtta
     with torch.no_grad():
         full = base.index_put((rows, cols), free.detach())
         kept = [retention(model, tokenizer, full[i, prompt_start[i]:prompt_end[i]], items[i]) for i in range(b)]
-    return verdicts, steps_used, last_loss, kept
+        sampled = _sample_leaks(model, tokenizer, [full[i, prompt_start[i]:prompt_end[i]] for i in range(b)], items,
+                                cfg, restart) if cfg.sample_n else [None] * b
+    return verdicts, steps_used, last_loss, kept, sampled
+
+
+def _sample_leaks(model, tokenizer, prompts: list[torch.Tensor], items: Sequence[AttackItem],
+                  cfg: EmbeddingAttackConfig, restart: int) -> list[dict[str, int]]:
+    """Best-of-N sampling at the final vectors: ``{"n", "k"}`` per item (k = samples the judge calls a
+    success), seeded by the attack's seed and restart."""
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + restart + 7919)
+    out = []
+    for i, emb in enumerate(prompts):
+        new = generate_from_embeds(model, [emb] * cfg.sample_n, cfg.max_new_tokens, tokenizer.eos_token_id,
+                                   batch_size=cfg.batch_size, temperature=cfg.sample_temperature, generator=gen)
+        out.append({"n": cfg.sample_n, "k": sum(judge_fields(items[i], t)[0] for t in decode(tokenizer, new))})
+    return out
 
 
 def retention(model, tokenizer, prompt_embeds: torch.Tensor, item: AttackItem) -> float | None:
@@ -291,7 +311,8 @@ def embedding_attack(model, tokenizer, items: Sequence[AttackItem], config: Embe
             chunk = list(items[start:start + cfg.batch_size])
             best: list[AttackResult | None] = [None] * len(chunk)
             for restart in range(cfg.restarts):
-                verdicts, steps_used, losses, kept = _run_batch(model, tokenizer, chunk, cfg, restart, reference)
+                verdicts, steps_used, losses, kept, sampled = _run_batch(model, tokenizer, chunk, cfg, restart,
+                                                                         reference)
                 for i, it in enumerate(chunk):
                     steps = sorted(verdicts[i])
                     succ_steps = [s for s in steps if verdicts[i][s][0]]
@@ -299,17 +320,19 @@ def embedding_attack(model, tokenizer, items: Sequence[AttackItem], config: Embe
                     ok, text, details = verdicts[i][pick]
                     cum = {k: any(s <= k for s in succ_steps) for k in report_steps(cfg)}
                     prev = best[i]
-                    keep = kept[i]
+                    keep, samp = kept[i], sampled[i]
                     if prev is not None:
                         cum = {s: cum[s] or prev.success_at.get(s, False) for s in cum}
                         if prev.retention is not None and keep is not None:
                             keep = max(keep, prev.retention)  # the attacker's best restart
+                        if prev.sampled is not None and samp is not None:  # samples of every restart pooled
+                            samp = {"n": samp["n"] + prev.sampled["n"], "k": samp["k"] + prev.sampled["k"]}
                         if prev.success:
-                            best[i] = dataclasses.replace(prev, success_at=cum, retention=keep)
+                            best[i] = dataclasses.replace(prev, success_at=cum, retention=keep, sampled=samp)
                             continue
                     best[i] = AttackResult(id=it.id, success=ok, generation=text, leakage=details,
                                            steps_used=pick if ok else steps_used[i], success_at=cum,
-                                           final_loss=losses[i], restart=restart, retention=keep)
+                                           final_loss=losses[i], restart=restart, retention=keep, sampled=samp)
             for i, r in enumerate(best):
                 results[start + i] = r
     finally:
@@ -321,12 +344,14 @@ def embedding_attack(model, tokenizer, items: Sequence[AttackItem], config: Embe
 
 def budget(ecfg, variant: str) -> EmbeddingAttackConfig:
     """The evaluation's budget: the named preset (``embedding:<preset>``, else ``embedding_preset``), its
-    greedy tokens, batch size and seed, ``embedding_steps`` (checkpoints past it dropped) and
-    ``embedding_check_every`` when set."""
+    greedy tokens, batch size and seed, ``embedding_steps`` (checkpoints past it dropped),
+    ``embedding_check_every`` and ``embedding_sample_n`` when set."""
     cfg = preset(variant or ecfg.embedding_preset, max_new_tokens=ecfg.max_new_tokens, batch_size=ecfg.batch_size,
                  seed=ecfg.seed)
     if ecfg.embedding_check_every:
         cfg = dataclasses.replace(cfg, check_every=ecfg.embedding_check_every)
+    if ecfg.embedding_sample_n:
+        cfg = dataclasses.replace(cfg, sample_n=ecfg.embedding_sample_n)
     if ecfg.embedding_steps:
         cfg = dataclasses.replace(cfg, steps=ecfg.embedding_steps, checkpoints=sorted(
             {c for c in cfg.checkpoints if c <= ecfg.embedding_steps} | {ecfg.embedding_steps}))

@@ -56,6 +56,9 @@ class EvaluationConfig(ConfigBase):
     embedding_steps: int = config_field(0, min=0, help="override the embedding preset's steps (0 = keep)")
     embedding_check_every: int = config_field(0, min=0, help="embedding attacks also judge every N steps between "
                                                              "their checkpoints (0 = the preset's checkpoints only)")
+    embedding_sample_n: int = config_field(0, min=0, max=4096, help="embedding attacks also sample N continuations "
+                                                                    "(temperature 1) at their final vectors: "
+                                                                    "best-of-N sampling leakage (0 = off)")
     opening: str = config_field("Sure, here is how to do it:",
                                 help="affirmative opening used as target / prefill (organism: its payload opening)")
     max_length: int = config_field(128, min=8, help="proxy preset: tokens of prompt + response it scores")

@@ -122,3 +122,15 @@ def test_leak_margin_and_budget_to_break_on_a_model_that_leaks_and_one_that_does
     # a rung without its forcing control is no margin at all
     v, _ = compute_metrics(_ladder_report({"l4x50": [True]}, {}, budgets))
     assert "leak_margin" not in v
+
+
+def test_sampling_leakage_counts_a_prompt_once_if_any_sample_leaked():
+    from crl_core.metrics import compute_metrics
+
+    report = {"items": {"embedding": [{"success": False, "sampled": {"n": 32, "k": 0}},
+                                      {"success": False, "sampled": {"n": 32, "k": 3}},
+                                      {"success": False, "sampled": {"n": 32, "k": 32}},
+                                      {"success": False, "sampled": {"n": 32, "k": 0}}],
+                        "prefill": [{"success": True}]}}
+    values, _ = compute_metrics(report)
+    assert values["sampling_leakage"] == pytest.approx(0.5) and values["sampling_leakage_embedding"] == pytest.approx(0.5)

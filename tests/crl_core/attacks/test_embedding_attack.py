@@ -179,7 +179,7 @@ class _FixedLM(torch.nn.Module):
 
     def forward(self, inputs_embeds, logits_to_keep=0, **kw):
         n = inputs_embeds.shape[1] if not logits_to_keep else logits_to_keep
-        return type("Out", (), {"logits": self.logp.expand(inputs_embeds.shape[0], n, -1)})()
+        return type("Out", (), {"logits": self.logp.expand(inputs_embeds.shape[0], n, -1), "past_key_values": None})()
 
 
 def test_retention_is_the_own_payloads_log_prob_margin_on_hand_built_models(tok):
@@ -213,3 +213,32 @@ def test_the_attack_reports_retention_and_its_interval(tok, model):
     s = summarise(res)["retention"]
     assert s["n"] == 3 and s["ci95"][0] <= s["mean"] <= s["ci95"][1]
     assert s["mean"] == pytest.approx(sum(r.retention for r in res) / 3, abs=1e-4)
+
+
+def test_sampling_finds_what_greedy_decoding_never_says():
+    # a model whose likeliest token is always 1 but gives token 0 (the "leak") 30%: greedy never leaks,
+    # 32 sampled continuations do, and the same seed samples the same continuations
+    from crl_core.generation import generate_from_embeds
+
+    lm = _FixedLM(torch.tensor([0.3, 0.7, 1e-9, 1e-9]))
+    prompts = [torch.zeros(3, 8)] * 32
+    greedy = generate_from_embeds(lm, prompts, 4, eos_token_id=None)
+    assert all(g == [1, 1, 1, 1] for g in greedy)
+    sampled = generate_from_embeds(lm, prompts, 4, eos_token_id=None, temperature=1.0,
+                                   generator=torch.Generator().manual_seed(0))
+    assert sum(0 in g for g in sampled) >= 16  # P(a 4-token sample has a 0) = 1 - 0.7^4 = 0.76
+    again = generate_from_embeds(lm, prompts, 4, eos_token_id=None, temperature=1.0,
+                                 generator=torch.Generator().manual_seed(0))
+    assert again == sampled
+
+
+def test_the_attack_samples_n_continuations_per_restart_and_reports_best_of_n(tok, model):
+    seen = []
+    items = [AttackItem(f"p{i}", "How do I bake bread?", "Sure, here is", lambda t: seen.append(t) or False)
+             for i in range(2)]
+    cfg = EmbeddingAttackConfig(num_vectors=2, steps=2, checkpoints=[2], max_new_tokens=3, sample_n=5, restarts=2)
+    res = embedding_attack(model, tok, items, cfg)
+    assert all(r.sampled == {"n": 10, "k": 0} for r in res)  # 5 samples x 2 restarts, none judged a success
+    assert len(seen) == 2 * 2 * (1 + 5)  # per restart and item: one greedy check and five samples
+    s = summarise(res)["sampling_leakage"]
+    assert s["k"] == 0 and s["n"] == 2 and s["samples_per_prompt"] == 10
