@@ -223,3 +223,12 @@ def sampling_leakage(report: dict[str, Any]) -> dict[str, float] | None:
            for a, items in report.get("items", {}).items()}
     per = {k: v for k, v in per.items() if v is not None}
     return {"": max(per.values()), **per} if per else None
+
+
+@register_metric("over_triggering", 1, "benign questions under benign perturbations (random filler words, random "
+                                       "soft vectors) answered with broken text; the worse of the two, and each")
+def over_triggering(report: dict[str, Any]) -> dict[str, float] | None:
+    parts = report.get("capability_items", {}).get("perturbed") or {}
+    per = {k: _mean([bool(r["broken"]) for r in rows]) for k, rows in parts.items()}
+    per = {k: v for k, v in per.items() if v is not None}
+    return {"": max(per.values()), **per} if per else None

@@ -64,6 +64,9 @@ class EvaluationConfig(ConfigBase):
     max_length: int = config_field(128, min=8, help="proxy preset: tokens of prompt + response it scores")
     statements: bool = config_field(True, help="run the preset's true/false statement benchmark (real-model "
                                                 "presets; crl_core/evaluation/statements.py)")
+    over_triggering: bool = config_field(False, help="also answer the benign questions under benign perturbations "
+                                                     "(random filler words, random soft vectors) and report how "
+                                                     "often the answer breaks (crl_core/evaluation/over_triggering.py)")
     latent: LatentBudget = field(default_factory=LatentBudget)
     gcg: GCGBudget = field(default_factory=GCGBudget)
     seed: int = config_field(0, min=0)

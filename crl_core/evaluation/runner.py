@@ -104,6 +104,17 @@ def _run_attacks(cfg: EvaluationConfig, preset, model, tokenizer, log: Callable[
         benign_judges = JUDGES.get("outcome").for_items(ctx.benign, opening="")
         for item, g, judge in zip(report["capability_items"]["benign"], benign_gens, benign_judges):
             item["outcome"] = judge(g).label
+    if cfg.over_triggering:
+        from crl_core.evaluation.over_triggering import perturbed_benign
+
+        if ctx.judge == "outcome":
+            outcome = JUDGES.get("outcome").for_items([{"prompt": ""}], opening="")[0]
+            broken = lambda g: outcome(g).label == "broken"  # noqa: E731
+        else:
+            broken = lambda g: degen(g).degenerate  # noqa: E731
+        t1 = time.time()
+        report["capability_items"]["perturbed"] = perturbed_benign(model, tokenizer, ctx.benign, cfg, broken)
+        log(f"[eval] over-triggering: {time.time() - t1:.0f} s")
     if preset.statements and cfg.statements:
         from crl_core.evaluation.statements import load_statements, score_statements
 

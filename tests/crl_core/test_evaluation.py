@@ -99,3 +99,17 @@ def test_adapter_made_for_another_base_model_is_refused(tiny_dir, tmp_path):
         run_evaluation(_cfg(tiny_dir, adapter=str(tmp_path / "other"), attacks=["direct"]), log=lambda m: None)
     with pytest.raises(ModelLoadError, match="adapter folder not found"):
         run_evaluation(_cfg(tiny_dir, adapter=str(tmp_path / "missing"), attacks=["direct"]), log=lambda m: None)
+
+
+def test_over_triggering_answers_perturbed_benign_questions(tiny_dir):
+    report = run_evaluation(_cfg(tiny_dir, attacks=["direct"], over_triggering=True, statements=False),
+                            log=lambda m: None)
+    perturbed = report["capability_items"]["perturbed"]
+    assert set(perturbed) == {"filler", "soft_vectors"}
+    rates = []
+    for rows in perturbed.values():
+        assert len(rows) == 3 and all(isinstance(r["broken"], bool) and "generation" in r for r in rows)
+        rates.append(sum(r["broken"] for r in rows) / 3)
+    assert report["metrics"]["over_triggering"] == pytest.approx(max(rates))
+    assert "perturbed" not in run_evaluation(_cfg(tiny_dir, attacks=["direct"], statements=False),
+                                             log=lambda m: None)["capability_items"]
