@@ -182,6 +182,11 @@ def rank_and_record(cfg: SweepConfig, client, state: dict[str, Any], objectives:
             log(format_table(rows, columns(cfg, objectives)))
         raise SweepFailed(why)
     best = rows[0]
+    # the parent run shows the best trial's numbers, not only its name (validation split, sweep budget)
+    for col in columns(cfg, objectives):
+        if best.get(col) is not None:
+            client.log_metric(state["parent_run_id"], f"best/{col}", float(best[col]))
+    client.log_metric(state["parent_run_id"], "best/step", float(best["step"]))
     client.set_tag(state["parent_run_id"], "crl.best_trial_id", best["trial_id"])
     client.set_tag(state["parent_run_id"], "crl.best_adapter_uri", best["adapter_uri"])
     if best["model_uri"]:

@@ -50,6 +50,10 @@ def test_smoke_sweep_logs_child_runs_with_a_loadable_adapter(ray_local, sweep_ya
     assert "pareto.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     best = state and parent.data.tags["crl.best_trial_id"]
     assert f"best trial {best}" in out and "adapter" in out
+    # the parent run carries the best trial's own metrics
+    best_run = next(r for r in runs if r.data.tags["crl.trial_id"] == best)
+    assert parent.data.metrics["best/score"] == best_run.data.metrics["eval/score"]
+    assert parent.data.metrics["best/asr"] == best_run.data.metrics["eval/asr"]
 
     # the adapter artifact loads back onto a fresh base model and changes its outputs
     local = mlflow.artifacts.download_artifacts(run_id=runs[0].info.run_id, artifact_path="adapter",
