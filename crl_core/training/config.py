@@ -117,6 +117,9 @@ class TrainConfig(ConfigBase):
     seed: int = config_field(0, min=0)
     num_threads: int = config_field(1, min=1, max=256, help="torch CPU threads")
     device: str = config_field("auto", help="auto (cuda if available, else cpu), cpu, cuda or cuda:N")
+    gradient_checkpointing: bool = config_field(False, help="recompute the blocks' activations in the backward "
+                                                            "pass (less memory, about a third more compute; "
+                                                            "non-reentrant checkpointing)")
     harmful_layers: LayerSelection = field(default_factory=LayerSelection)
     benign_layers: Literal["all", "target"] = config_field("all", help="all hidden states, or the harmful ones")
     positions: str = config_field("response", choices=POSITIONS)

@@ -162,6 +162,10 @@ class DefenseTrainer:
         lc = self.cfg.lora
         pcfg = LoraConfig(r=lc.rank, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=list(lc.target_modules),
                           layers_to_transform=list(self.lora_blocks), bias="none", task_type="CAUSAL_LM")
+        if self.cfg.gradient_checkpointing:
+            if not getattr(model, "supports_gradient_checkpointing", False):
+                raise ConfigError(f"gradient_checkpointing: {type(model).__name__} does not support it")
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         try:
             peft_model = get_peft_model(model, pcfg)
         except ValueError as exc:

@@ -219,3 +219,32 @@ def test_every_preset_validates():
         assert cfg.steps > 0 and not math.isnan(cfg.optim.lr)
     with pytest.raises(ConfigError, match="did you mean 'organism-crl'"):
         preset_path("organism-crll")
+
+
+@pytest.mark.parametrize("method", ["crl", "circuit_breaker"])
+def test_gradient_checkpointing_changes_memory_not_the_maths(method, tiny_setup):
+    # the same five losses (float64) with the blocks' activations recomputed in the backward pass
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        runs = []
+        for gc in (False, True):
+            model, tok, cfg = tiny_setup(method=method, steps=5, gradient_checkpointing=gc)
+            trainer = DefenseTrainer(cfg, model=model.double(), tokenizer=tok, log=lambda m: None)
+            assert trainer.model.base_model.model.is_gradient_checkpointing is gc
+            runs.append([h["loss"] for h in trainer.fit()])
+    finally:
+        torch.set_default_dtype(previous)
+    assert runs[1] == pytest.approx(runs[0], rel=1e-9)
+
+
+def test_bf16_training_runs_on_cpu(tiny_setup):
+    # bfloat16 base weights, forward and backward on the CPU: finite losses that move; peft keeps the LoRA
+    # weights in float32 (its autocast_adapter_dtype default), the usual mixed setup
+    model, tok, cfg = tiny_setup(steps=4, model={"name": "tiny", "dtype": "bfloat16"})
+    trainer = DefenseTrainer(cfg, model=model.to(torch.bfloat16), tokenizer=tok, log=lambda m: None)
+    losses = [h["loss"] for h in trainer.fit()]
+    assert all(math.isfinite(x) for x in losses) and len(set(losses)) > 1
+    dtypes = {n: p.dtype for n, p in trainer.model.named_parameters()}
+    assert {d for n, d in dtypes.items() if "lora_" not in n} == {torch.bfloat16}
+    assert {d for n, d in dtypes.items() if "lora_" in n} == {torch.float32}
