@@ -26,6 +26,7 @@ build's time is reported on its own).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -187,7 +188,7 @@ def summarise(seeds: list[int]) -> dict:
         per = [_summary_of(json.loads(p.read_text()), current_labels(p.parent),
                            hand_labels(name) if p.parent.name in (name, f"{name}-s0") else None)
                for p in runs if p.is_file()]
-        first = dict(per[0])
+        first = copy.deepcopy(per[0])  # per_seed keeps every seed's own numbers
         if len(per) > 1:  # pooled over seeds: k and n summed, the interval of the pooled rate
             for att in first["attacks"]:
                 k, n = sum(p["attacks"][att]["k"] for p in per), sum(p["attacks"][att]["n"] for p in per)
@@ -195,6 +196,15 @@ def summarise(seeds: list[int]) -> dict:
                 first["attacks"][att] = {"asr": pooled["rate"], "k": k, "n": n, "ci95": pooled["ci95"], "pooled": True,
                                          "labels": {lab: sum(p["attacks"][att]["labels"][lab] for p in per)
                                                     for lab in per[0]["attacks"][att]["labels"]}}
+            for key in ("benign", "over_refusal_detail", "benign_broken", "statements"):
+                if all(p.get(key) and p[key].get("k") is not None for p in per):
+                    k, n = sum(p[key]["k"] for p in per), sum(p[key]["n"] for p in per)
+                    first[key] = {**first[key], **rate(k, n), "pooled": True}
+            if first["statements"].get("pooled"):  # the pooled share; the margin stays per seed (per_seed)
+                first["statements"].update(accuracy=first["statements"]["rate"], mean_margin=None)
+            first["benign_accuracy"] = first["benign"]["rate"]
+            first["over_refusal"] = first["over_refusal_detail"]["rate"]
+            first["benign_broken_rate"] = first["benign_broken"]["rate"] if first.get("benign_broken") else None
         first["seeds"] = [r["track"]["seed"] for r in done]
         first["per_seed"] = per if len(per) > 1 else None
         models[name] = first
