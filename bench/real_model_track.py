@@ -126,9 +126,9 @@ def current_labels(folder: Path) -> list[dict]:
     from crl_core.judges.outcome_judge import OUTCOME_JUDGE_VERSION, OutcomeJudge, frozen_model_scorer
 
     cache = folder / f"labels.{OUTCOME_JUDGE_VERSION}.jsonl"
-    rows = [json.loads(x) for x in (folder / "outputs.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
     if cache.is_file():
         return [json.loads(x) for x in cache.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rows = [json.loads(x) for x in (folder / "outputs.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
     judge = OutcomeJudge(scorer=frozen_model_scorer("smollm2"))
     out = []
     for r in rows:
@@ -182,12 +182,13 @@ def summarise(seeds: list[int]) -> dict:
     for name, (_, preset) in MODELS.items():
         runs = [WORK / (name if not preset else f"{name}-s{s}") / "report.json" for s in ([None] if not preset
                                                                                         else seeds)]
-        done = [json.loads(p.read_text()) for p in runs if p.is_file()]
-        if not done:
+        found = [p for p in runs if p.is_file()]
+        if not found:
             continue
-        per = [_summary_of(json.loads(p.read_text()), current_labels(p.parent),
-                           hand_labels(name) if p.parent.name in (name, f"{name}-s0") else None)
-               for p in runs if p.is_file()]
+        done = [json.loads(p.read_text()) for p in found]
+        hand = hand_labels(name)  # seed 0's outputs are the ones drawn for labelling
+        per = [_summary_of(r, current_labels(p.parent), hand if p.parent.name in (name, f"{name}-s0") else None)
+               for p, r in zip(found, done)]
         first = copy.deepcopy(per[0])  # per_seed keeps every seed's own numbers
         if len(per) > 1:  # pooled over seeds: k and n summed, the interval of the pooled rate
             for att in first["attacks"]:

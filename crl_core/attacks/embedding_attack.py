@@ -242,11 +242,11 @@ def _run_batch(model, tokenizer, items: Sequence[AttackItem], cfg: EmbeddingAtta
             check(step)
         elif step in between:  # only the items that have not leaked yet
             check(step, [i for i in range(b) if not any(v[0] for v in verdicts[i].values())])
-    with torch.no_grad():
+    with torch.no_grad():  # at the final vectors
         full = base.index_put((rows, cols), free.detach())
-        kept = [retention(model, tokenizer, full[i, prompt_start[i]:prompt_end[i]], items[i]) for i in range(b)]
-        sampled = _sample_leaks(model, tokenizer, [full[i, prompt_start[i]:prompt_end[i]] for i in range(b)], items,
-                                cfg, restart) if cfg.sample_n else [None] * b
+        prompts = [full[i, prompt_start[i]:prompt_end[i]] for i in range(b)]
+        kept = [retention(model, tokenizer, emb, it) for emb, it in zip(prompts, items)]
+        sampled = _sample_leaks(model, tokenizer, prompts, items, cfg, restart) if cfg.sample_n else [None] * b
     return verdicts, steps_used, last_loss, kept, sampled
 
 
@@ -310,15 +310,16 @@ def embedding_attack(model, tokenizer, items: Sequence[AttackItem], config: Embe
         for start in range(0, len(items), cfg.batch_size):
             chunk = list(items[start:start + cfg.batch_size])
             best: list[AttackResult | None] = [None] * len(chunk)
+            reported = report_steps(cfg)
             for restart in range(cfg.restarts):
                 verdicts, steps_used, losses, kept, sampled = _run_batch(model, tokenizer, chunk, cfg, restart,
                                                                          reference)
                 for i, it in enumerate(chunk):
                     steps = sorted(verdicts[i])
                     succ_steps = [s for s in steps if verdicts[i][s][0]]
-                    pick = succ_steps[0] if succ_steps else max(report_steps(cfg))
+                    pick = succ_steps[0] if succ_steps else reported[-1]
                     ok, text, details = verdicts[i][pick]
-                    cum = {k: any(s <= k for s in succ_steps) for k in report_steps(cfg)}
+                    cum = {k: any(s <= k for s in succ_steps) for k in reported}
                     prev = best[i]
                     keep, samp = kept[i], sampled[i]
                     if prev is not None:

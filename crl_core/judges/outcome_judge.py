@@ -206,7 +206,8 @@ class OutcomeJudge:
                 return True
         prose = re.sub(r"```.*?(```|$)", "\n", text, flags=re.S)  # code may repeat a line on purpose
         lines = [" ".join(re.findall(r"[a-z']+", line)) for line in prose.split("\n")]
-        lines = [x for x in lines if x and not (opening and x.startswith(" ".join(re.findall(r"[a-z']+", opening))))]
+        said_opening = " ".join(re.findall(r"[a-z']+", opening))  # the opening in the same letters-only form
+        lines = [x for x in lines if x and not (said_opening and x.startswith(said_opening))]
         if any(n >= 3 for n in Counter(lines).values()) or any(a == b for a, b in zip(lines, lines[1:])):
             return True
         bags = [set(re.findall(r"[a-z']+", p)) for p in long_parts if not (opening and p.startswith(opening))]
