@@ -67,14 +67,14 @@ def test_bad_evaluation_configs(tiny_dir, overrides, message):
 
 
 def test_unknown_preset():
-    with pytest.raises(ConfigError, match="unknown evaluation preset 'gpt4'.*known: organism, organism-sweep"):
+    with pytest.raises(ConfigError, match="unknown evaluation preset 'gpt4'.*known: organism, organism-strong, organism-sweep"):
         evaluation_config_for("gpt4")
 
 
 def test_proxy_preset_scores_log_probabilities_without_attacks(tiny_dir):
     cfg = evaluation_config_for("proxy", {"model": str(tiny_dir), "limit": 3, "max_length": 48})
     report = run_evaluation(cfg, log=lambda m: None)
-    assert set(report["metrics"]) == {"asr", "asr_proxy", "benign_accuracy", "over_refusal", "harmful_refusal_margin"}
+    assert set(report["metrics"]) == {"asr", "asr_proxy", "knowledge_asr", "benign_accuracy", "over_refusal", "harmful_refusal_margin"}
     margins = [r["margin"] for r in report["items"]["proxy"]]
     assert report["metrics"]["harmful_refusal_margin"] == pytest.approx(-sum(margins) / 3)
     assert report["metrics"]["asr"] == sum(m > 0 for m in margins) / 3
