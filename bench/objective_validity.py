@@ -117,7 +117,7 @@ def run_job(job: dict[str, Any], config: str, out: str, limit: int) -> dict[str,
         train(tcfg, log=lambda s: None)
         done.write_text(json.dumps({"seconds": round(time.time() - t0, 1), "steps": tcfg.steps}))
     row = {"name": job["name"], "kind": job["kind"], "steps": tcfg.steps,
-           "params": {k: v for k, v in job.get("point", {}).items()} if job["kind"] == "sampled" else job["preset"],
+           "params": dict(job["point"]) if job["kind"] == "sampled" else job["preset"],
            "train_seconds": json.loads(done.read_text())["seconds"]}
     for part, make in (("in_sweep", lambda: cfg.evaluation_config(tcfg)),
                        ("strong", lambda: evaluation_config_for(STRONG_PRESET, {"limit": limit, "seed": STRONG_SEED}))):
@@ -227,7 +227,17 @@ def main(argv=None) -> int:
     metric = cfg.objective.metric
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    jobs = plan(cfg, args.sampled, args.seed, [x for x in args.presets.split(",") if x])
+    from crl_core.training import preset_path
+
+    presets = [x for x in args.presets.split(",") if x]
+    from crl_core.config import ConfigError
+
+    try:
+        for name in presets:  # an unknown preset fails here, before any training
+            preset_path(name)
+    except ConfigError as exc:
+        raise SystemExit(f"objective_validity: error: {exc}") from None
+    jobs = plan(cfg, args.sampled, args.seed, presets)
     t0, load0 = time.time(), os.getloadavg()
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(run_job, j, args.config, str(out), args.limit) for j in jobs]
@@ -235,7 +245,7 @@ def main(argv=None) -> int:
         for j, f in zip(jobs, futures):
             rows.append(f.result())
             print(f"[objective_validity] {j['name']} done ({time.time() - t0:.0f} s)", flush=True)
-    result = {"config": str(Path(args.config).resolve().relative_to(ROOT)) if Path(args.config).resolve().is_relative_to(ROOT) else args.config,
+    result = {"config": args.config,
               "strong_evaluation": {"preset": STRONG_PRESET, "limit": args.limit, "seed": STRONG_SEED}, **summarise(rows, metric),
               "wall_s": round(time.time() - t0, 1), "loadavg_start": load0, "loadavg_end": os.getloadavg(),
               "jobs": args.jobs, "rows": rows}

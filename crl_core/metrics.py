@@ -111,12 +111,14 @@ def _capability(report: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 def _kind(report: dict[str, Any], attack: str) -> str:
     """An attack's target kind (``opening``, ``full`` or ``forcing``; crl_core/attacks/common.py), from the
-    report's spec; reports without it (older ones) name the forcing control and the full target by attack."""
+    report's spec; for reports without it (older ones), the registered attack's; else ``opening``."""
+    from crl_core.registry import ATTACKS
+
     spec = report.get("spec", {}).get("attacks", {}).get(attack) or {}
     if spec.get("target_kind"):
         return spec["target_kind"]
     name = attack.partition(":")[0]
-    return {"embedding_forcing_control": "forcing", "embedding_full_target": "full"}.get(name, "opening")
+    return ATTACKS.get(name).target_kind if name in ATTACKS else "opening"
 
 
 def _asr_parts(report: dict[str, Any]) -> dict[str, tuple[str, float | None]]:

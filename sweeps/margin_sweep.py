@@ -55,7 +55,8 @@ def score(m: dict[str, float]) -> float:
 
 
 def robust_score(m: dict[str, float]) -> float:
-    """The default objective (higher is better; docs/sweeps.md, "Objectives"): ``score`` with the binary
+    """The robustness objective (higher is better; not the default until bench/objective_validity.py
+    supports it; docs/sweeps.md, "Objectives"): ``score`` with the binary
     knowledge ASR, minus the terms that still move when it is 0 -- knowledge retention after the attack
     (nats/token, clipped to [0, 1]), the leak margin (full target minus forcing control, worst rung, >= 0),
     and, where the evaluation measures them, best-of-N sampling leakage and benign over-triggering. The same
@@ -65,7 +66,7 @@ def robust_score(m: dict[str, float]) -> float:
             - m.get("sampling_leakage", 0.0) - m.get("over_triggering", 0.0))
 
 
-# objective.kind single: `objective.metric` (robust_score in the default sweep) with ASHA; multi: this Pareto
+# objective.kind single: `objective.metric` (score in the default sweep) with ASHA; multi: this Pareto
 # list, no scheduler.
 OBJECTIVES = Objectives(derived={"score": score, "robust_score": robust_score},
                         multi=(("asr", "min"), ("benign_accuracy", "max"), ("over_refusal", "min")))
