@@ -41,6 +41,7 @@ def tiny_sweep(model_dir: Path, out_dir: Path, **changes: Any) -> dict[str, Any]
         "objective": {"kind": "single", "metric": "score", "mode": "max", "eval_every": 2},
         "evaluation": {"preset": "proxy", "limit": 4},
         "resources": {"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 2, "max_failures": 0},
+        "confirm": {"top_k": 0, "default": False},  # the confirmation stage: on in its own tests only
         "storage_dir": str(out_dir / "sweeps"),
         "tracking": {"uri": f"sqlite:///{out_dir / 'mlflow.db'}", "artifact_root": str(out_dir / "mlruns")},
     }

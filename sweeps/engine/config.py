@@ -17,7 +17,8 @@ from crl_core.config import ConfigBase, ConfigError, apply_overrides, config_fie
 from crl_core.registry import METRICS
 from sweeps.engine.space import SearchSpace
 
-__all__ = ["Objectives", "TrainSection", "ObjectiveSettings", "ResourceSettings", "TrackingSettings", "SweepConfig",
+__all__ = ["Objectives", "TrainSection", "ObjectiveSettings", "ResourceSettings", "TrackingSettings", "ConfirmSettings",
+           "SweepConfig",
            "in_job_working_dir_copy", "results_base", "resolve_result_path"]
 
 
@@ -124,6 +125,38 @@ class TrackingSettings(ConfigBase):
 
 
 @dataclass
+class ConfirmSettings(ConfigBase):
+    """The held-out confirmation at the end of a sweep (``confirm.py``; docs/sweeps.md, "Confirmation")."""
+
+    top_k: int = config_field(3, min=0, help="best trials re-evaluated on the confirmation evaluation (0 = none)")
+    default: bool = config_field(True, help="also train the training preset's default point (the base config, "
+                                            "with `default_point` on top) and confirm it: the 'sweep pick vs "
+                                            "default' row")
+    default_point: dict[str, Any] = config_field(
+        default_factory=dict, help="searched keys' values of the default row (dotted; the rest: the base config's)")
+    seeds: list[int] = config_field(default_factory=lambda: [0, 1, 2],
+                                    help="evaluation seeds: each adapter is evaluated once per seed")
+    evaluation: dict[str, Any] = config_field(
+        default_factory=dict, help="the confirmation evaluation: a `preset` and EvaluationConfig keys, laid over "
+                                   "the sweep's `evaluation` section with split: test (organism.yaml: the strong suite)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.top_k > 0 or self.default
+
+    def validate(self) -> None:
+        if self.enabled and not self.seeds:
+            raise ConfigError("confirm.seeds: empty; give at least one evaluation seed (or set confirm.top_k: 0 and "
+                              "confirm.default: false to skip the confirmation)")
+        if any(s < 0 for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"confirm.seeds: {self.seeds} must be distinct non-negative integers")
+        for key in ("adapter", "model"):
+            if key in self.evaluation:
+                raise ConfigError(f"confirm.evaluation.{key}: set by the confirmation itself (each adapter on the "
+                                  "sweep's model); remove it")
+
+
+@dataclass
 class SweepConfig(ConfigBase):
     experiment: str = config_field("crl-organism", help="MLflow experiment and sweep folder name")
     num_samples: int = config_field(8, min=1, help="number of trials")
@@ -138,6 +171,7 @@ class SweepConfig(ConfigBase):
     resources: ResourceSettings = field(default_factory=ResourceSettings)
     storage_dir: str = config_field("outputs/sweeps", help="sweep folders: Optuna study, Tune state, trials")
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
 
     def validate(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.experiment):
@@ -166,6 +200,22 @@ class SweepConfig(ConfigBase):
             return evaluation_config_for(preset, {**base, **section})
         except ConfigError as exc:
             raise ConfigError(f"evaluation.{exc}") from None
+
+    def confirm_evaluation_config(self, train_cfg, seed: int, adapter: str | None = None):
+        """The confirmation's evaluation of one adapter: the sweep's `evaluation` section on the test split,
+        with `confirm.evaluation` on top (a `preset` there replaces the sweep's), at evaluation seed ``seed``."""
+        from crl_core.evaluation import evaluation_config_for
+
+        section = {**dict(self.evaluation), "split": "test"}
+        if "preset" in self.confirm.evaluation:  # another preset: the sweep's own keys do not carry over
+            section = {"split": "test"}
+        section.update(self.confirm.evaluation)
+        preset = section.pop("preset", "organism-sweep")
+        base = {"model": train_cfg.model.name, "max_length": train_cfg.data.max_length}
+        try:
+            return evaluation_config_for(preset, {**base, **section, "seed": seed, "adapter": adapter})
+        except ConfigError as exc:
+            raise ConfigError(f"confirm.evaluation.{exc}") from None
 
     @property
     def storage_root(self) -> Path:

@@ -16,10 +16,12 @@ from crl_core.redaction import redact_uri
 from sweeps.engine import failpoints
 from sweeps.engine.cluster import DriverLock, connect_ray
 from sweeps.engine.config import Objectives, SweepConfig, in_job_working_dir_copy
+from sweeps.engine.confirm import ConfirmFailed, describe_evaluation, run_confirmation
 from sweeps.engine.console import quiet_driver
 from sweeps.engine.preflight import check_resources, local_resources, validate_before_launch
 from sweeps.engine.report import SweepFailed, columns, format_table, rank_and_record
 from sweeps.engine.runs import client_for, mark_failed, sweep_state
+from sweeps.engine.space import train_config_for
 from sweeps.engine.trial import TrialSpec
 from sweeps.engine.tuner import objective_keys, run_segments
 
@@ -33,6 +35,7 @@ class SweepSummary:
     rows: list[dict[str, Any]]  # ranked, best first
     pareto_png: Path | None
     wall_s: float
+    confirmation: dict[str, Any] | None = None  # confirm.py's result (None: confirmation off)
 
     @property
     def best(self) -> dict[str, Any] | None:
@@ -70,6 +73,7 @@ def run_sweep(cfg: SweepConfig, objectives: Objectives, resume: bool = False,
     joins = bool(os.environ.get("RAY_ADDRESS")) or ray.is_initialized()
     quiet_driver(local_ray=not joins)
     base_train = validate_before_launch(cfg, objectives, ray_running=ray.is_initialized())
+    base_cfg = train_config_for(base_train, {}, str(cfg.sweep_dir / "trials" / "probe"))
     if in_job_working_dir_copy():
         log(f"running in a `ray job submit` working-dir copy: results go to {cfg.sweep_dir} and "
             f"{redact_uri(cfg.tracking_uri())} (set CRL_RESULTS_DIR, or absolute storage_dir / tracking.uri)")
@@ -83,12 +87,27 @@ def run_sweep(cfg: SweepConfig, objectives: Objectives, resume: bool = False,
         state = sweep_state(cfg, client)  # durable before a local Ray starts: a kill from here on is resumable
         spec = TrialSpec(state["sweep_id"], state["experiment_id"], state["parent_run_id"], cfg.tracking_uri(),
                          base_train, cfg.space(), cfg.evaluation_config, objectives, cfg.objective.eval_every,
-                         str(cfg.sweep_dir / "trials"), str(cfg.sweep_dir / "ray"), cfg.resources)
+                         str(cfg.sweep_dir / "trials"), str(cfg.sweep_dir / "ray"), cfg.resources,
+                         cfg.objective.metric if cfg.objective.kind == "single" else None)
         try:
             if not joins:
                 started = connect_ray(int(local_resources(cfg.resources)["CPU"]), cfg.resources.train_backed)
             run_segments(cfg, client, state, spec, resume, log)
             rows, png = rank_and_record(cfg, client, state, objectives, objective_keys(cfg, spec), log)
+            log(f"ranked on {describe_evaluation(cfg.evaluation_config(base_cfg))}, trial seed; "
+                f"step = the trial's last evaluated step")
+            log(format_table(rows, columns(cfg, objectives)))
+            _log_best(rows[0], png, state, log)
+            confirmation = None
+            if cfg.confirm.enabled:
+                try:
+                    confirmation = run_confirmation(cfg, client, state, base_train, rows, objectives, log)
+                except ConfirmFailed as exc:
+                    why = (f"sweep {state['sweep_id']}: confirmation failed ({exc}); the trials are ranked and "
+                           f"logged, --resume reruns only the missing confirmation")
+                    mark_failed(client, state, cfg, "FAILED", why)
+                    raise SweepFailed(why) from None
+            client.set_terminated(state["parent_run_id"], "FINISHED")
         except SweepFailed:
             raise
         except KeyboardInterrupt:
@@ -100,12 +119,13 @@ def run_sweep(cfg: SweepConfig, objectives: Objectives, resume: bool = False,
         finally:
             if started:
                 ray.shutdown()
-    summary = SweepSummary(state["sweep_id"], state["parent_run_id"], rows, png, time.time() - t0)
-    best = rows[0]
-    log(format_table(rows, columns(cfg, objectives)))
+    summary = SweepSummary(state["sweep_id"], state["parent_run_id"], rows, png, time.time() - t0, confirmation)
+    log(f"sweep {state['sweep_id']}: {len(rows)} trials, {summary.wall_s:.0f} s")
+    return summary
+
+
+def _log_best(best: dict[str, Any], png: Path | None, state: dict[str, Any], log: Callable[[str], None]) -> None:
     model = f", MLflow model {best['model_uri']}" if best["model_uri"] else ""
     log(f"best trial {best['trial_id']}: adapter {best['adapter_uri']}{model} (local copy {best['trial_dir']}/adapter)")
     if png:
         log(f"Pareto plot: {png} (also on the parent run {state['parent_run_id']})")
-    log(f"sweep {state['sweep_id']}: {len(rows)} trials, {summary.wall_s:.0f} s")
-    return summary

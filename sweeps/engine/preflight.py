@@ -19,7 +19,7 @@ from crl_core.registry import EVAL_PRESETS, JUDGES
 from sweeps.engine.config import Objectives, ResourceSettings, SweepConfig
 from sweeps.engine.space import train_config_for
 
-__all__ = ["validate_before_launch", "check_resources", "local_resources", "check_tracking", "sqlite_schema_lock",
+__all__ = ["validate_before_launch", "check_confirm", "check_resources", "local_resources", "check_tracking", "sqlite_schema_lock",
            "memory_floor_bytes"]
 
 LAYER_KEYS = ("harmful_layers.", "lora.blocks", "mining.block_", "mining.enabled")
@@ -114,16 +114,33 @@ def check_objective(cfg: SweepConfig, objectives: Objectives, steps: int) -> Non
         raise ConfigError("objective.kind: multi, but the recipe declares no multi-objective list")
 
 
-def check_evaluation(cfg: SweepConfig, base_cfg) -> Any:
-    ecfg = cfg.evaluation_config(base_cfg)
+def check_evaluation(cfg: SweepConfig, base_cfg, ecfg=None, section: str = "evaluation") -> Any:
+    """The trials' evaluation (or, with ``ecfg``, the confirmation's) fits the model and the resources."""
+    ecfg = ecfg or cfg.evaluation_config(base_cfg)
     preset, name = EVAL_PRESETS.get(ecfg.preset), base_cfg.model.name
     if preset.payloads and name != "organism" and not (Path(name) / "payloads.jsonl").is_file():
-        raise ConfigError(f"evaluation.preset: '{ecfg.preset}' judges the organism's payloads, but the model is "
-                          f"'{name}'; use evaluation.preset=proxy for other models")
+        raise ConfigError(f"{section}.preset: '{ecfg.preset}' judges the organism's payloads, but the model is "
+                          f"'{name}'; use {section}.preset=proxy for other models")
     if getattr(JUDGES.get(ecfg.asr_judge()), "needs_gpu", False) and cfg.resources.gpus_per_worker <= 0:
-        raise ConfigError(f"evaluation.judge: {ecfg.asr_judge()} needs a GPU in every trial; set "
+        raise ConfigError(f"{section}.judge: {ecfg.asr_judge()} needs a GPU in every trial; set "
                           "resources.gpus_per_worker (or use judge: compliance on CPU)")
     return ecfg
+
+
+def check_confirm(cfg: SweepConfig, base: dict[str, Any], base_cfg) -> None:
+    """The confirmation's evaluation and default point, before any trial runs (confirm.py)."""
+    if not cfg.confirm.enabled:
+        return
+    from sweeps.engine.confirm import default_point
+
+    check_evaluation(cfg, base_cfg, cfg.confirm_evaluation_config(base_cfg, cfg.confirm.seeds[0]), "confirm.evaluation")
+    if cfg.confirm.default:
+        try:
+            point = default_point(cfg, base)
+            train_config_for(base, point, str(cfg.sweep_dir / "confirm" / "default"))
+        except ConfigError as exc:
+            raise ConfigError(f"confirm.default_point: {exc}" if not str(exc).startswith("confirm.") else str(exc)) \
+                from None
 
 
 def memory_floor_bytes(train_cfg, model_cfg) -> int:
@@ -186,6 +203,7 @@ def validate_before_launch(cfg: SweepConfig, objectives: Objectives, ray_running
                           f"{base_cfg.harmful_layers.indices}, which overrides start/width; set "
                           "train.overrides.harmful_layers.indices: null")
     check_evaluation(cfg, base_cfg)
+    check_confirm(cfg, base, base_cfg)
     check_storage(cfg)
     check_objective(cfg, objectives, base_cfg.steps)
     mcfg = model_config(base_cfg.model.name)
@@ -197,6 +215,13 @@ def validate_before_launch(cfg: SweepConfig, objectives: Objectives, ray_running
             train_config_for(base, values, probe_dir).layout(depth)
         except ConfigError as exc:
             raise ConfigError(f"search_space ({_shown(values) if values else 'the base preset'}): {exc}") from None
+    if cfg.confirm.enabled and cfg.confirm.default:
+        from sweeps.engine.confirm import default_point
+
+        try:
+            train_config_for(base, default_point(cfg, base), probe_dir).layout(depth)
+        except ConfigError as exc:
+            raise ConfigError(f"confirm.default_point: {exc}") from None
     if not os.environ.get("RAY_ADDRESS") and not ray_running:
         check_resources(cfg.resources, local_resources(cfg.resources), "this machine")
     check_tracking(cfg.tracking_uri())

@@ -167,7 +167,7 @@ def pareto_figure(rows: list[dict[str, Any]], multi: tuple[tuple[str, str], ...]
 def rank_and_record(cfg: SweepConfig, client, state: dict[str, Any], objectives: Objectives, keys: list[str],
                     log: Callable[[str], None]):
     """Rank the trials, log the Pareto plot and the best trial to the parent run; raise SweepFailed (parent
-    FAILED) when no trial produced the objective. Returns ``(rows, png)``."""
+    FAILED) when no trial produced the objective. Returns ``(rows, png)``; the caller ends the parent run."""
     rows = collect_rows(client, state, cfg, objectives)
     png = plot_pareto(rows, objectives.multi, cfg.sweep_dir / "pareto.png")
     if png:
@@ -191,5 +191,4 @@ def rank_and_record(cfg: SweepConfig, client, state: dict[str, Any], objectives:
     client.set_tag(state["parent_run_id"], "crl.best_adapter_uri", best["adapter_uri"])
     if best["model_uri"]:
         client.set_tag(state["parent_run_id"], "crl.best_model_uri", best["model_uri"])
-    client.set_terminated(state["parent_run_id"], "FINISHED")
     return rows, png

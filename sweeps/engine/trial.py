@@ -44,11 +44,14 @@ class TrialSpec:
     trials_dir: str
     ray_storage: str
     resources: ResourceSettings
+    objective_metric: str | None = None  # logged again as eval/objective (single-objective sweeps)
 
 
-def evaluate(ecfg, trainer, objectives: Objectives) -> tuple[dict[str, float], dict[str, Any]]:
-    """The adapter's metrics now (``crl_core.evaluation``), with the recipe's derived objectives; and the
-    evaluation's spec. No ``no_grad`` here: the embedding attack needs gradients."""
+def evaluate(ecfg, trainer, objectives: Objectives, objective_metric: str | None = None
+             ) -> tuple[dict[str, float], dict[str, Any]]:
+    """The adapter's metrics now (``crl_core.evaluation``), with the recipe's derived objectives and the
+    sweep's objective again as ``objective``; and the evaluation's spec. No ``no_grad`` here: the embedding
+    attack needs gradients."""
     from crl_core.evaluation import run_evaluation
 
     model = trainer.model
@@ -58,7 +61,10 @@ def evaluate(ecfg, trainer, objectives: Objectives) -> tuple[dict[str, float], d
     finally:
         model.train()
     spec = {"schema": report["schema"], "metric_versions": report["metric_versions"], **report["spec"]}
-    return objectives.add_derived(report["metrics"]), spec
+    metrics = objectives.add_derived(report["metrics"])
+    if objective_metric and metrics.get(objective_metric) is not None:
+        metrics["objective"] = metrics[objective_metric]
+    return metrics, spec
 
 
 def run_trial_loop(spec: TrialSpec, config: dict[str, Any], trial_id: str, rank: int, world_size: int,
@@ -97,7 +103,7 @@ def run_trial_loop(spec: TrialSpec, config: dict[str, Any], trial_id: str, rank:
         pending.append((step, {f"train/{k}": v for k, v in metrics.items()}))
         if step % every and step != train_cfg.steps:
             return
-        result, eval_spec = evaluate(ecfg, trainer, spec.objectives)
+        result, eval_spec = evaluate(ecfg, trainer, spec.objectives, spec.objective_metric)
         adapter = save_adapter(trainer.model, trial_dir / "adapter", train_cfg.model.name,
                                extra={"method": train_cfg.method, "config_hash": config_hash(train_cfg), "steps": step})
         tracker.log_metrics(pending)
