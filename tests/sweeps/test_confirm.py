@@ -7,7 +7,7 @@ import math
 import pytest
 from mlflow.tracking import MlflowClient
 
-from crl_core.config import ConfigError, load_config, load_yaml
+from crl_core.config import load_config, load_yaml
 from sweeps import margin_sweep
 from sweeps.engine import SweepConfig, validate_before_launch
 from sweeps.engine.confirm import compare, default_point, summarise_seeds
