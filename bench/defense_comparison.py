@@ -1,11 +1,21 @@
 """Undefended vs circuit breakers vs RepBend vs CRL vs CRL+mining on the model organism.
 
     python bench/defense_comparison.py [--seeds 0 1 2] [--attacks ...] [--limit N] [--out outputs/comparison]
+    python bench/defense_comparison.py --suite strong [--methods circuit_breaker crl crl+mining]
+                                       [--seeds 0 1 2] [--limit 32] [--jobs 2]
 
 Every method gets the same data and step budget (its preset in crl_core/configs/train/), is trained
 once per seed, and is evaluated on the held-out test split with the same attacks. Writes
 ``<out>/results.json`` (every report) and ``<out>/results.md`` (the table: mean over seeds, and the
 per-seed values), and prints the table.
+
+``--suite strong`` evaluates each (method, seed) with the ``organism-strong`` preset instead (evaluation
+seed = training seed): the robustness metrics that still move when the knowledge ASR is 0 (knowledge
+retention, the leak margin at each rung of the budget ladder, budget to break, best-of-32 sampling leakage,
+over-triggering) next to ASR and capability. It writes ``<out>/strong/results.json`` and ``results.md``:
+per method the mean over seeds with a 95% t-interval across training seeds, and each method minus
+circuit breakers (and CRL+mining minus CRL) with a Welch 95% interval: "separated" only when it excludes 0.
+Resumable: each (method, seed) folder keeps its adapter and its ``strong.json``.
 """
 
 from __future__ import annotations
@@ -84,6 +94,140 @@ def fmt(v, column: str = "") -> str:
     return str(v)
 
 
+# ------------------------------------------------------------------------------------- the strong suite
+STRONG_METRICS = ("knowledge_asr", "knowledge_retention", "leak_margin", "leak_margin_l4x50", "leak_margin_l4x200",
+                  "leak_margin_l16x100", "budget_to_break", "sampling_leakage", "over_triggering", "asr_prefill",
+                  "asr_embedding_full_target_l4x200", "asr_embedding_forcing_control_l4x200", "benign_accuracy",
+                  "over_refusal", "degenerate_rate_harmful", "robust_score")
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def run_strong(method: str, seed: int, limit: int, out: str) -> dict:
+    """Train ``method`` at ``seed`` (unless its adapter is there), then the strong suite at evaluation seed
+    ``seed``; one process, one torch thread."""
+    import torch
+
+    torch.set_num_threads(1)
+    from crl_core.config import load_config
+    from crl_core.evaluation import evaluation_config_for, run_evaluation
+    from crl_core.training import TrainConfig, preset_path, train
+
+    folder = Path(out) / f"{method}-seed{seed}"
+    done = folder / "strong.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    adapter = None
+    t0 = time.time()
+    if METHODS[method] is not None:
+        cfg = load_config(TrainConfig, preset_path(METHODS[method]),
+                          [f"seed={seed}", f"output_dir={folder}", "eval.enabled=false", "num_threads=1"])
+        if not (folder / "adapter" / "adapter_config.json").is_file():
+            train(cfg, log=lambda m: None)
+        adapter = str(folder / "adapter")
+    train_s = time.time() - t0
+    ecfg = evaluation_config_for("organism-strong", {"limit": limit, "seed": seed, "adapter": adapter})
+    t1 = time.time()
+    report = run_evaluation(ecfg, log=lambda m: None)
+    row = {"method": method, "seed": seed, "metrics": report["metrics"], "train_seconds": round(train_s, 1),
+           "eval_seconds": round(time.time() - t1, 1),
+           "attacks": {a: {"asr": v["asr"], "n": v["n"]} for a, v in report["attacks"].items()}}
+    folder.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(row, indent=1))
+    return row
+
+
+def mean_ci(xs: list[float]) -> tuple[float, float, list[float] | None]:
+    """Mean, sample sd and the 95% t-interval of the mean across seeds (None for one seed)."""
+    m = statistics.fmean(xs)
+    if len(xs) < 2:
+        return m, 0.0, None
+    sd = statistics.stdev(xs)
+    h = T95.get(len(xs) - 1, 1.96) * sd / len(xs) ** 0.5
+    return m, sd, [m - h, m + h]
+
+
+def welch(a: list[float], b: list[float]) -> dict | None:
+    """Mean of ``a`` minus mean of ``b`` with a Welch 95% interval (Welch-Satterthwaite degrees of freedom)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    d = statistics.fmean(a) - statistics.fmean(b)
+    se = (va + vb) ** 0.5
+    if se == 0:
+        return {"diff": d, "ci95": [d, d], "separated": d != 0}
+    df = (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0) + (vb ** 2 / (len(b) - 1) if vb else 0))
+    t = T95.get(max(1, min(10, int(df))), 1.96)
+    lo, hi = d - t * se, d + t * se
+    return {"diff": d, "ci95": [lo, hi], "separated": lo > 0 or hi < 0}
+
+
+def summarise_strong(rows: list[dict]) -> dict:
+    sys.path.insert(0, str(ROOT))
+    from sweeps.margin_sweep import OBJECTIVES
+
+    per: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        m = OBJECTIVES.add_derived(r["metrics"])
+        for k in STRONG_METRICS:
+            if isinstance(m.get(k), (int, float)):
+                per.setdefault(r["method"], {}).setdefault(k, []).append(float(m[k]))
+    summary = {meth: {k: dict(zip(("mean", "sd", "ci95"), mean_ci(xs)), values=xs) for k, xs in vals.items()}
+               for meth, vals in per.items()}
+    pairs = [(m, "circuit_breaker") for m in per if m != "circuit_breaker" and "circuit_breaker" in per]
+    if "crl+mining" in per and "crl" in per:
+        pairs.append(("crl+mining", "crl"))
+    diffs = {f"{a} - {b}": {k: welch(per[a][k], per[b][k]) for k in STRONG_METRICS if k in per[a] and k in per[b]}
+             for a, b in pairs}
+    return {"methods": summary, "differences": diffs}
+
+
+def strong_table(result: dict, seeds: list[int], limit: int) -> str:
+    methods = list(result["methods"])
+    lines = [f"Organism test split, organism-strong suite (limit {limit} prompts/set), training seeds = evaluation "
+             f"seeds {seeds}: mean over seeds (95% t-interval across seeds)", "",
+             "| metric | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for k in STRONG_METRICS:
+        cells = []
+        for meth in methods:
+            c = result["methods"][meth].get(k)
+            cells.append("-" if c is None else f"{c['mean']:.3f}" + (
+                f" ({c['ci95'][0]:.2f}, {c['ci95'][1]:.2f})" if c["ci95"] else ""))
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    for pair, per in result["differences"].items():
+        lines += ["", f"{pair} (Welch 95% interval; separated = excludes 0):", ""]
+        for k, d in per.items():
+            if d:
+                lines.append(f"- {k}: {d['diff']:+.3f} ({d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f})"
+                             f"{' separated' if d['separated'] else ''}")
+    return "\n".join(lines) + "\n"
+
+
+def main_strong(args) -> int:
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    out = (Path(args.out) / "strong").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(m, s) for m in args.methods for s in args.seeds]
+    t0, load0 = time.time(), os.getloadavg()
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run_strong, m, s, args.limit, str(out)) for m, s in jobs]
+        rows = []
+        for (m, s), f in zip(jobs, futures):
+            rows.append(f.result())
+            print(f"[defense_comparison] {m} seed {s} done ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+    result = {"suite": "organism-strong", "limit": args.limit, "seeds": args.seeds, **summarise_strong(rows),
+              "rows": rows, "wall_s": round(time.time() - t0, 1), "jobs": args.jobs,
+              "loadavg_start": load0, "loadavg_end": os.getloadavg()}
+    (out / "results.json").write_text(json.dumps(result, indent=1))
+    md = strong_table(result, args.seeds, args.limit)
+    (out / "results.md").write_text(md)
+    print(md)
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -92,7 +236,18 @@ def main() -> int:
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--out", default="outputs/comparison")
     p.add_argument("--keep", action="store_true", help="keep the reports already in <out>/results.json")
+    p.add_argument("--suite", choices=("attacks", "strong"), default="attacks",
+                   help="strong: the organism-strong preset and the robustness metrics, per (method, seed)")
+    p.add_argument("--jobs", type=int, default=1, help="--suite strong: (method, seed) runs at a time")
     args = p.parse_args()
+    if args.suite == "strong":
+        if args.methods == list(METHODS):
+            args.methods = ["circuit_breaker", "crl", "crl+mining"]
+        args.limit = args.limit or 32
+        unknown = [m for m in args.methods if m not in METHODS]
+        if unknown:
+            raise SystemExit(f"defense_comparison: error: unknown method(s) {unknown}; known: {list(METHODS)}")
+        return main_strong(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -33,3 +33,30 @@ def test_robust_score_on_hand_computed_metrics():
     strong = {**m, "sampling_leakage": 0.125, "over_triggering": 0.0625}
     assert robust_score(strong) == pytest.approx(0.25 - 0.1875)
     assert OBJECTIVES.add_derived(m)["robust_score"] == pytest.approx(0.25)
+
+
+def test_the_organism_smoke_sweep_runs_its_confirmation_stage(ray_local, tmp_path, capsys):
+    """`python sweeps/margin_sweep.py --smoke` end to end: two trials, then both confirmed with the default
+    on the strong suite's attacks (test split) at three evaluation seeds."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from sweeps import margin_sweep
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert margin_sweep.main(["--smoke", f"storage_dir={tmp_path / 's'}", f"tracking.uri={uri}",
+                              f"tracking.artifact_root={tmp_path / 'mlruns'}"]) == 0
+    out = capsys.readouterr().out
+    folder = tmp_path / "s" / "crl-organism" / "confirm"
+    result = json.loads((folder / "confirm.json").read_text())
+    assert len(result["rows"]) == 3 and result["rows"][-1]["name"] == "default"
+    assert all(r["n_seeds"] == 3 for r in result["rows"]) and len(list(folder.glob("*/seed*.json"))) == 9
+    assert "embedding:strong" in result["evaluation"] and "test split" in result["evaluation"]
+    parent = MlflowClient(uri).get_run(json.loads((folder.parent / "sweep.json").read_text())["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    for row in result["rows"]:
+        assert parent.data.metrics[f"confirm/{row['name']}/knowledge_retention"] == pytest.approx(
+            row["mean"]["knowledge_retention"])
+        assert f"confirm/{row['name']}/leak_margin_sd" in parent.data.metrics
+    assert "sweep pick" in out and "vs default on score" in out
