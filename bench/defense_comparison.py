@@ -156,7 +156,7 @@ def welch(a: list[float], b: list[float]) -> dict | None:
     if se == 0:
         return {"diff": d, "ci95": [d, d], "separated": d != 0}
     df = (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0) + (vb ** 2 / (len(b) - 1) if vb else 0))
-    t = T95.get(max(1, min(10, int(df))), 1.96)
+    t = T95.get(max(1, min(10, int(df + 1e-9))), 1.96)  # df floored (conservative)
     lo, hi = d - t * se, d + t * se
     return {"diff": d, "ci95": [lo, hi], "separated": lo > 0 or hi < 0}
 

@@ -21,8 +21,10 @@ The question is the issue's: among adapters that *all* hold the binary knowledge
 in-sweep), does the in-sweep objective order them like the strong suite? Spearman's rho with a bootstrap 95%
 interval (resampling adapters), over the eligible adapters; also over all of them, and for each other
 recipe objective and each term, as diagnostics. Writes ``<out>/objective_validity.json`` (``spearman``,
-``n_adapters``, a row per adapter) and prints the table. Resumable: each adapter's folder keeps its
-adapter and both evaluations, so a rerun only does what is missing.
+``n_adapters``, a row per adapter) and prints the table. ``--noise-seeds`` (default 1,2) repeats the
+in-sweep evaluation at other evaluation seeds: ``in_sweep_noise`` compares the per-adapter sd of each
+in-sweep objective with the gaps between adapters ranked next to each other. Resumable: each adapter's
+folder keeps its adapter and its evaluations, so a rerun only does what is missing.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def evaluate(ecfg, adapter: Path) -> dict[str, Any]:
             "attacks": {a: {"asr": s["asr"], "n": s["n"]} for a, s in report["attacks"].items()}}
 
 
-def run_job(job: dict[str, Any], config: str, out: str, limit: int) -> dict[str, Any]:
+def run_job(job: dict[str, Any], config: str, out: str, limit: int, noise_seeds: tuple[int, ...] = ()) -> dict[str, Any]:
     """One adapter: train (unless its adapter is there), then the in-sweep and the strong evaluation."""
     import torch
 
@@ -125,6 +127,12 @@ def run_job(job: dict[str, Any], config: str, out: str, limit: int) -> dict[str,
         if not path.is_file():
             path.write_text(json.dumps(evaluate(make(), adapter), indent=1))
         row[part] = json.loads(path.read_text())
+    row["in_sweep_noise"] = {}  # the in-sweep evaluation again at other evaluation seeds: its own noise
+    for seed in noise_seeds:
+        path = folder / f"in_sweep_seed{seed}.json"
+        if not path.is_file():
+            path.write_text(json.dumps(evaluate(cfg.evaluation_config(tcfg).replace(seed=seed), adapter), indent=1))
+        row["in_sweep_noise"][seed] = json.loads(path.read_text())["metrics"]
     return row
 
 
@@ -194,8 +202,32 @@ def summarise(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
         "terms_same_term": {t: correlation(eligible, t, t) for t in TERMS},
     }
     return {"objective": metric, "spearman": main["rho"], "ci95": main["ci95"], "n_adapters": main["n"],
+            "in_sweep_noise": {name: noise(eligible, name) for name in OBJECTIVES.derived},
             "n_total": len(rows), "eligible": [r["name"] for r in eligible], "target": TARGET_RHO,
             "meets_target": main["rho"] is not None and main["rho"] >= TARGET_RHO, "diagnostics": diagnostics}
+
+
+def noise(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
+    """Evaluation-seed noise of the in-sweep objective (the training seed's evaluation and every
+    ``--noise-seeds`` one, per adapter) against the gaps between adapters ranked next to each other."""
+    from sweeps.margin_sweep import OBJECTIVES
+
+    sds, means = [], []
+    for r in rows:
+        vals = [OBJECTIVES.add_derived(m).get(metric)
+                for m in [r["in_sweep"]["metrics"], *r.get("in_sweep_noise", {}).values()]]
+        vals = [v for v in vals if v is not None]
+        if len(vals) < 2:
+            return None
+        mu = sum(vals) / len(vals)
+        sds.append(math.sqrt(sum((v - mu) ** 2 for v in vals) / (len(vals) - 1)))
+        means.append(mu)
+    ordered = sorted(means, reverse=True)
+    gaps = [a - b for a, b in zip(ordered, ordered[1:])]
+    sds_sorted = sorted(sds)
+    return {"n_adapters": len(sds), "n_seeds": len(rows[0].get("in_sweep_noise", {})) + 1,
+            "median_sd": sds_sorted[len(sds) // 2], "max_sd": sds_sorted[-1],
+            "top3_gaps_of_seed_means": gaps[:3], "median_gap": sorted(gaps)[len(gaps) // 2] if gaps else None}
 
 
 def table(rows: list[dict[str, Any]], metric: str) -> str:
@@ -218,6 +250,8 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=32, help="prompts per set in the strong evaluation")
     p.add_argument("--presets", default=",".join(PRESETS), help="comma list of training presets ('' = none)")
     p.add_argument("--jobs", type=int, default=1, help="adapters at a time (one torch thread each)")
+    p.add_argument("--noise-seeds", default="1,2", help="comma list: evaluation seeds at which the in-sweep "
+                                                         "evaluation is repeated to measure its noise ('' = none)")
     p.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "objective_validity"))
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -240,7 +274,8 @@ def main(argv=None) -> int:
     jobs = plan(cfg, args.sampled, args.seed, presets)
     t0, load0 = time.time(), os.getloadavg()
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_job, j, args.config, str(out), args.limit) for j in jobs]
+        noise_seeds = tuple(int(x) for x in args.noise_seeds.split(",") if x)
+        futures = [pool.submit(run_job, j, args.config, str(out), args.limit, noise_seeds) for j in jobs]
         rows = []
         for j, f in zip(jobs, futures):
             rows.append(f.result())
@@ -258,6 +293,10 @@ def main(argv=None) -> int:
           f"{'met' if result['meets_target'] else 'MISSED'}")
     for name, c in result["diagnostics"]["objectives"].items():
         print(f"  objective {name}: rho {c['rho']} (n {c['n']})")
+    for name, nz in result["in_sweep_noise"].items():
+        if nz:
+            print(f"  in-sweep {name} over {nz['n_seeds']} evaluation seeds: median sd {nz['median_sd']:.3f}, max "
+                  f"{nz['max_sd']:.3f}; top gaps between adapters {[round(g, 3) for g in nz['top3_gaps_of_seed_means']]}")
     print(f"wrote {out / 'objective_validity.json'} ({result['wall_s']:.0f} s)")
     return 0
 
