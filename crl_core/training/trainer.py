@@ -115,7 +115,9 @@ def complete_checkpoint_step(folder: str | Path) -> int | None:
 
 class DefenseTrainer:
     def __init__(self, cfg: TrainConfig, model=None, tokenizer=None, log: Callable[[str], None] = print,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, data: DefenseData | None = None) -> None:
+        """``data``: prebuilt training rows (default: ``build_defense_data`` from ``cfg.data``, which needs the
+        ``datasets`` package; bench/gpu_check.py builds its own without it)."""
         self.cfg, self.log, self.rank, self.world_size = cfg, log, rank, world_size
         import crl_core.methods  # noqa: F401  (registers the methods)
 
@@ -133,7 +135,7 @@ class DefenseTrainer:
         self.harmful_layers, self.benign_layers, self.lora_blocks = (layout.harmful_layers, layout.benign_layers,
                                                                      layout.lora_blocks)
         # all validation done: now the costlier setup
-        self.data: DefenseData = build_defense_data(cfg.data, tokenizer, cfg.model.name)
+        self.data: DefenseData = data if data is not None else build_defense_data(cfg.data, tokenizer, cfg.model.name)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.model = self._wrap_lora(model.to(self.device))
         self.ddp_model = self._maybe_ddp(self.model)
