@@ -106,15 +106,36 @@ class ResourceSettings(ConfigBase):
     max_concurrent_trials: int = config_field(2, min=1)
     max_failures: int = config_field(1, min=0, help="restarts of a failed trial / worker group from its checkpoint")
     num_cpus: int = config_field(0, min=0, help="CPUs of a Ray started by the sweep (0 = every core)")
+    custom: dict[str, float] = config_field(
+        default_factory=dict, help="custom Ray resources per worker, e.g. {crl_gpu_node: 1}: the cluster files' GPU "
+                                   "node types declare 1 each, so 1 = one worker per node, 0.125 = eight share one")
+    cluster_config: str = config_field(
+        "", help="a Ray cluster-launcher or KubeRay RayCluster YAML: the pre-launch check compares one trial with "
+                 "its node types (autoscaling, from zero nodes too) instead of the nodes that are up now")
+
+    def validate(self) -> None:
+        import math
+
+        for key, value in self.custom.items():
+            if key.upper() in ("CPU", "GPU", "MEMORY", "OBJECT_STORE_MEMORY"):
+                raise ConfigError(f"resources.custom.{key}: use cpus_per_worker / gpus_per_worker for {key}; custom "
+                                  "holds node-type resources such as crl_gpu_node")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"resources.custom.{key}: {value!r} must be a positive number of units per worker")
 
     @property
     def train_backed(self) -> bool:
         return self.workers > 1 or self.gpus_per_worker > 0
 
+    def worker_bundle(self) -> dict[str, float]:
+        """What one training worker holds (the function trial itself, or one Ray Train worker)."""
+        return {"CPU": self.cpus_per_worker, "GPU": self.gpus_per_worker, **self.custom}
+
     def per_trial(self) -> dict[str, float]:
-        """CPU/GPU one trial holds: the Train path adds a 0.1-CPU driver (stack-notes §3b)."""
+        """CPU/GPU/custom one trial holds: the Train path adds a 0.1-CPU driver (stack-notes §3b)."""
         cpu = self.workers * self.cpus_per_worker + (0.1 if self.train_backed else 0.0)
-        return {"CPU": cpu, "GPU": self.workers * self.gpus_per_worker}
+        return {"CPU": cpu, "GPU": self.workers * self.gpus_per_worker,
+                **{k: self.workers * v for k, v in self.custom.items()}}
 
 
 @dataclass

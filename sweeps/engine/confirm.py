@@ -192,7 +192,8 @@ def run_confirmation(cfg: SweepConfig, client, state: dict[str, Any], base: dict
         entries.append({"name": "default", "label": "default", "rank": None, "step": int(base.get("steps", 0)),
                         "in_sweep": None, "params": point, "dir": folder / "default"})
     threads = max(1, int(res.cpus_per_worker))
-    task = {"num_cpus": res.cpus_per_worker, "num_gpus": res.gpus_per_worker, "max_retries": 0}
+    task = {"num_cpus": res.cpus_per_worker, "num_gpus": res.gpus_per_worker, "resources": dict(res.custom),
+            "max_retries": 0}
     evaluate = ray.remote(_evaluate_task).options(**task)
     t0 = time.time()
     log(f"confirming {len(ranked)} top trial(s){' and the default' if settings.default else ''} with "

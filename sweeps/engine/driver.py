@@ -18,7 +18,7 @@ from sweeps.engine.cluster import DriverLock, connect_ray
 from sweeps.engine.config import Objectives, SweepConfig, in_job_working_dir_copy
 from sweeps.engine.confirm import ConfirmFailed, describe_evaluation, run_confirmation
 from sweeps.engine.console import quiet_driver
-from sweeps.engine.preflight import check_resources, local_resources, validate_before_launch
+from sweeps.engine.preflight import check_node_types, check_resources, local_resources, validate_before_launch
 from sweeps.engine.report import SweepFailed, columns, format_table, rank_and_record
 from sweeps.engine.runs import client_for, mark_failed, sweep_state
 from sweeps.engine.space import train_config_for
@@ -52,12 +52,16 @@ def _check_identity(cfg: SweepConfig, resume: bool) -> None:
                           "(run without --resume to start it)")
 
 
-def _join_running_ray(cfg: SweepConfig) -> bool:
-    """A running Ray (a cluster, a job, a caller's) is joined and checked before the sweep exists."""
+def _join_running_ray(cfg: SweepConfig, log: Callable[[str], None]) -> bool:
+    """A running Ray (a cluster, a job, a caller's) is joined and checked before the sweep exists: against the
+    nodes up now, or, with ``resources.cluster_config``, against the node types it can scale to."""
     started = connect_ray(0, cfg.resources.train_backed)
+    if cfg.resources.cluster_config:
+        log(check_node_types(cfg.resources, cfg.resources.cluster_config))
+        return started
     cluster = ray.cluster_resources()
     try:
-        check_resources(cfg.resources, {k: cluster.get(k, 0.0) for k in ("CPU", "GPU")}, "the Ray cluster")
+        check_resources(cfg.resources, dict(cluster), "the Ray cluster")
     except ConfigError:
         if started:
             ray.shutdown()
@@ -82,7 +86,7 @@ def run_sweep(cfg: SweepConfig, objectives: Objectives, resume: bool = False,
     # each trial checkpoint forces a snapshot (num_to_keep=1): intended here, so not worth a warning each time
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     failpoints.install_tune_state_failpoint()  # a no-op unless bench/fault_matrix.py armed it
-    started = _join_running_ray(cfg) if joins else False
+    started = _join_running_ray(cfg, log) if joins else False
     with DriverLock(cfg.sweep_dir):
         state = sweep_state(cfg, client)  # durable before a local Ray starts: a kill from here on is resumable
         spec = TrialSpec(state["sweep_id"], state["experiment_id"], state["parent_run_id"], cfg.tracking_uri(),

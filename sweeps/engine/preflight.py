@@ -19,7 +19,7 @@ from crl_core.registry import EVAL_PRESETS, JUDGES
 from sweeps.engine.config import Objectives, ResourceSettings, SweepConfig
 from sweeps.engine.space import train_config_for
 
-__all__ = ["validate_before_launch", "check_confirm", "check_resources", "local_resources", "check_tracking", "sqlite_schema_lock",
+__all__ = ["validate_before_launch", "check_confirm", "check_resources", "check_node_types", "node_types", "local_resources", "check_tracking", "sqlite_schema_lock",
            "memory_floor_bytes"]
 
 LAYER_KEYS = ("harmful_layers.", "lora.blocks", "mining.block_", "mining.enabled")
@@ -79,6 +79,80 @@ def check_resources(res: ResourceSettings, available: dict[str, float], where: s
                 f"{kind.lower()}s_per_worker={res.cpus_per_worker if kind == 'CPU' else res.gpus_per_worker:g}"
                 f"{' + 0.1 for the trial driver' if kind == 'CPU' and res.train_backed else ''}) but {where} "
                 f"has {available.get(kind, 0.0):g}")
+    for key, per_worker in res.custom.items():
+        if need[key] > available.get(key, 0.0) + 1e-9:
+            raise ConfigError(
+                f"resources.custom.{key}: one trial needs {need[key]:g} (workers={res.workers} x {per_worker:g}) but "
+                f"{where} has {available.get(key, 0.0):g}; custom resources exist only on nodes that declare them "
+                "(cluster/*.yaml node types); for a cluster that autoscales, set resources.cluster_config")
+
+
+def node_types(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The node types of a Ray cluster-launcher YAML (``available_node_types``) or a KubeRay RayCluster /
+    RayJob YAML (head and worker groups' ``rayStartParams``): name -> ``{"resources", "max_workers"}``."""
+    import json
+
+    import yaml
+
+    p = Path(path)
+    try:
+        docs = [d for d in yaml.safe_load_all(p.read_text()) if isinstance(d, dict)]
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"resources.cluster_config: cannot read {p}: {exc}") from None
+    out: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        for name, t in (doc.get("available_node_types") or {}).items():
+            max_workers = t.get("max_workers", doc.get("max_workers", 0)) if name != doc.get("head_node_type") else 1
+            out[name] = {"resources": {k: float(v) for k, v in (t.get("resources") or {}).items()},
+                         "max_workers": int(max_workers)}
+        spec = doc.get("spec") or {}
+        spec = spec.get("rayClusterSpec", spec)  # a RayJob wraps the RayCluster spec
+        groups = ([("head", spec["headGroupSpec"], 1)] if "headGroupSpec" in spec else []) + [
+            (g.get("groupName", f"group{i}"), g, int(g.get("maxReplicas", g.get("replicas", 0))))
+            for i, g in enumerate(spec.get("workerGroupSpecs") or [])]
+        for name, g, max_workers in groups:
+            params = g.get("rayStartParams") or {}
+            limits = {}
+            for c in ((g.get("template") or {}).get("spec") or {}).get("containers") or []:
+                limits.update((c.get("resources") or {}).get("limits") or {})
+            res: dict[str, float] = {}
+            cpu = params.get("num-cpus", limits.get("cpu"))
+            if cpu is not None:
+                res["CPU"] = float(str(cpu).strip('"'))
+            gpu = params.get("num-gpus", limits.get("nvidia.com/gpu"))
+            if gpu is not None:
+                res["GPU"] = float(str(gpu).strip('"'))
+            if params.get("resources"):
+                res.update({k: float(v) for k, v in json.loads(str(params["resources"]).strip().strip('"')
+                                                             .replace('\\"', '"')).items()})
+            out[name] = {"resources": res, "max_workers": max_workers}
+    if not out:
+        raise ConfigError(f"resources.cluster_config: {p} declares no node types (available_node_types, or a "
+                          "KubeRay headGroupSpec / workerGroupSpecs)")
+    return out
+
+
+def check_node_types(res: ResourceSettings, path: str | Path) -> str:
+    """One trial against the node types a cluster can scale to: every worker's bundle must fit one node type
+    that can be launched (max_workers > 0), and the trial's workers must fit the largest such cluster.
+    Returns the line the sweep prints; raises ConfigError naming the node types otherwise."""
+    types = node_types(path)
+    bundle = res.worker_bundle()
+
+    def fits(r: dict[str, float]) -> int:  # how many worker bundles one node of this type holds
+        counts = [int(r.get(k, 0.0) / v + 1e-9) for k, v in bundle.items() if v > 0]
+        return min(counts) if counts else 0
+
+    usable = {n: fits(t["resources"]) * t["max_workers"] for n, t in types.items()
+              if t["max_workers"] > 0 and fits(t["resources"]) > 0}
+    shown = "; ".join(f"{n}: {t['resources']} x {t['max_workers']}" for n, t in types.items())
+    if not usable:
+        raise ConfigError(f"resources: one worker needs {bundle}, which no node type of {path} can hold ({shown})")
+    if sum(usable.values()) < res.workers:
+        raise ConfigError(f"resources: one trial needs {res.workers} workers of {bundle}, but the node types of "
+                          f"{path} hold at most {sum(usable.values())} at their max_workers ({shown})")
+    return (f"resources checked against the node types of {path} (autoscaling: nodes may still be starting): a "
+            f"worker ({bundle}) fits {', '.join(f'{n} (up to {k} workers)' for n, k in usable.items())}")
 
 
 def local_resources(res: ResourceSettings) -> dict[str, float]:
@@ -222,7 +296,9 @@ def validate_before_launch(cfg: SweepConfig, objectives: Objectives, ray_running
             train_config_for(base, default_point(cfg, base), probe_dir).layout(depth)
         except ConfigError as exc:
             raise ConfigError(f"confirm.default_point: {exc}") from None
-    if not os.environ.get("RAY_ADDRESS") and not ray_running:
+    if cfg.resources.cluster_config:  # the cluster it will join can scale to these node types
+        check_node_types(cfg.resources, cfg.resources.cluster_config)
+    if not os.environ.get("RAY_ADDRESS") and not ray_running:  # a local Ray: only this machine's resources
         check_resources(cfg.resources, local_resources(cfg.resources), "this machine")
     check_tracking(cfg.tracking_uri())
     return base

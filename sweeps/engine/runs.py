@@ -68,7 +68,11 @@ class TrialTracker:
         data_desc = json.dumps(trainer.data.description, sort_keys=True, default=str)
         # folders relative to the sweep's storage root, so the runs name no path of this machine
         trial_dir = os.path.relpath(train_cfg.output_dir, Path(spec.trials_dir).parents[1])
+        import ray
+
         tags = {"crl.config_hash": config_hash(train_cfg), "crl.git_commit": git_commit() or "unknown",
+                # the Ray node the trial started on (which node type ran it, on a cluster)
+                "crl.ray_node": ray.get_runtime_context().get_node_id() if ray.is_initialized() else "none",
                 "crl.data_hash": hashlib.sha256(data_desc.encode()).hexdigest()[:12],
                 "crl.searched": ",".join(sorted(searched)), "crl.trial_dir": trial_dir}
         params = loggable_params({**flatten_dotted(to_dict(train_cfg)), "output_dir": trial_dir})

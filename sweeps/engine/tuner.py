@@ -29,11 +29,18 @@ from sweeps.engine.durable import (
 from sweeps.engine.runs import CloseTrialRuns
 from sweeps.engine.trial import TrialSpec, function_trial, train_backed_trial
 
-__all__ = ["objective_keys", "run_segments"]
+__all__ = ["objective_keys", "run_segments", "trial_resources"]
 
 
 def objective_keys(cfg: SweepConfig, spec: TrialSpec) -> list[str]:
     return [m for m, _ in spec.objectives.multi] if cfg.objective.kind == "multi" else [cfg.objective.metric]
+
+
+def trial_resources(cfg: SweepConfig) -> dict[str, float]:
+    """What Tune reserves for a trial: the whole worker (CPUs and custom resources) when the loop runs in the
+    trial, only a 0.1-CPU driver when the trial drives Ray Train workers (which then hold the rest)."""
+    res = cfg.resources
+    return {"cpu": 0.1} if res.train_backed else {"cpu": res.cpus_per_worker, **res.custom}
 
 
 def _trial_dirname(trial) -> str:
@@ -103,8 +110,7 @@ def run_segments(cfg: SweepConfig, client, state: dict[str, Any], spec: TrialSpe
                  log: Callable[[str], None]) -> None:
     """Continue the unfinished trials (on resume), then run the new ones, each batch a Tune segment."""
     fn = train_backed_trial if cfg.resources.train_backed else function_trial
-    trial_cpu = {"cpu": 0.1} if cfg.resources.train_backed else {"cpu": cfg.resources.cpus_per_worker}
-    trainable = tune.with_resources(tune.with_parameters(fn, spec=spec), trial_cpu)
+    trainable = tune.with_resources(tune.with_parameters(fn, spec=spec), trial_resources(cfg))
     callbacks = [CloseTrialRuns(cfg.tracking_uri(), state["experiment_id"], state["sweep_id"]),
                  ProgressLog(lambda t: effective_trial_id(t.config, t.trial_id), int(spec.base_train.get("steps", 1)),
                              decode=spec.space.decode)]

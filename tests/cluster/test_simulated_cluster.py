@@ -106,3 +106,53 @@ def test_pre_launch_check_refuses_8_gpus_per_worker_on_a_1_gpu_cluster():
     with pytest.raises(ConfigError, match="CPU"):
         check_resources(ResourceSettings(workers=1, cpus_per_worker=8, gpus_per_worker=1),
                         {"CPU": 4.0, "GPU": 1.0}, "the Ray cluster")
+
+
+def test_sweep_trials_requesting_a_node_type_resource_run_only_on_that_node_type(sim_cluster, tmp_path):
+    """The engine's own trials (not a hand-made Tune run) ask for resources.custom: here the marker only the
+    8x node declares, so both trials run there (the trial run's tag crl.ray_node says where)."""
+    ray, nodes = sim_cluster
+    from mlflow.tracking import MlflowClient
+
+    from sweeps import margin_sweep
+    from sweeps.tiny import make_tiny_model, tiny_sweep
+
+    model = make_tiny_model(tmp_path / "model")
+    cfg = tiny_sweep(model, tmp_path, resources={"cpus_per_worker": 0.5, "max_concurrent_trials": 1,
+                                                 "custom": {"type_gpu_8x_h100": 1}})
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert margin_sweep.main(["--config", str(path)]) == 0
+    client = MlflowClient(cfg["tracking"]["uri"])
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`crl.role` = 'trial'")
+    assert len(runs) == 2 and {r.data.tags["crl.ray_node"] for r in runs} == {nodes["gpu_8x_h100"]}
+
+
+def test_a_resource_no_node_has_is_refused_unless_the_cluster_can_scale_to_it(sim_cluster, tmp_path, capsys):
+    ray, _ = sim_cluster
+    from crl_core.config import load_config
+    from sweeps import margin_sweep
+    from sweeps.engine import SweepConfig, validate_before_launch
+    from sweeps.margin_sweep import OBJECTIVES
+    from sweeps.tiny import make_tiny_model, tiny_sweep
+
+    model = make_tiny_model(tmp_path / "model")
+    cfg = tiny_sweep(model, tmp_path, resources={"cpus_per_worker": 0.5, "custom": {"crl_big_node": 1}})
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    # joined as it is now: no node declares crl_big_node -> one clear error before any trial
+    assert margin_sweep.main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "resources.custom.crl_big_node: one trial needs 1" in err and "the Ray cluster has 0" in err
+    assert "cluster_config" in err and not (tmp_path / "sweeps" / "tiny" / "sweep.json").exists()
+    # the cluster autoscales from zero nodes of a type that declares it: checked against the node types
+    launcher = tmp_path / "cluster.yaml"
+    launcher.write_text(yaml.safe_dump({"head_node_type": "head", "available_node_types": {
+        "head": {"resources": {"CPU": 0}}, "big": {"min_workers": 0, "max_workers": 2,
+                                                   "resources": {"CPU": 4, "crl_big_node": 1}}}}))
+    scaled = load_config(SweepConfig, None, [f"resources.cluster_config={launcher}"], base=cfg)
+    validate_before_launch(scaled, OBJECTIVES, ray_running=True)
+    from sweeps.engine.preflight import check_node_types
+
+    assert "big (up to 2 workers)" in check_node_types(scaled.resources, launcher)

@@ -40,7 +40,7 @@ def test_llama3_8b_structure():
     assert tc.lora.rank == 16 and len(tc.lora.target_modules) == 7
     assert tc.data.batch_benign * tc.optim.grad_accum == 16                          # published rows per step
     res = cfg.resources
-    assert res.train_backed and res.per_trial() == {"CPU": 8.1, "GPU": 1.0}
+    assert res.train_backed and res.per_trial() == {"CPU": 8.1, "GPU": 1.0, "crl_gpu_node": 0.125}
     assert cfg.evaluation["preset"] == "proxy"   # cheap: no generation (the header shows the classifier route)
     assert cfg.objective.eval_every * 4 == tc.steps
     space = cfg.space().params
