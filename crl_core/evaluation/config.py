@@ -46,6 +46,8 @@ class EvaluationConfig(ConfigBase):
     judge: str = config_field("", help="judge of the opening-target attacks, by name (crl_core/judges; '' = the "
                                        "preset's); full-target and forcing-control attacks are judged on their "
                                        "exact target string")
+    judge_model: str = config_field("", help="a classifier judge's model: hub id or local folder ('' = the judge's "
+                                             "own, e.g. cais/HarmBench-Llama-2-13b-cls)")
     attacks: list[str] = config_field(default_factory=lambda: ["direct", "prefill", "embedding"],
                                       help="registered attack names; embedding attacks may name a preset after ':'")
     split: str = config_field("test", choices=("train", "val", "test"))
@@ -78,6 +80,10 @@ class EvaluationConfig(ConfigBase):
         if not hasattr(JUDGES.get(judge), "for_items"):
             usable = ", ".join(n for n, j in JUDGES.items() if hasattr(j, "for_items"))
             raise ConfigError(f"judge: '{judge}' cannot judge attack success on its own; use one of {usable}")
+        if self.judge_model:
+            if not hasattr(JUDGES.get(judge), "check_model"):
+                raise ConfigError(f"judge_model: only a classifier judge loads a model; judge '{judge}' does not")
+            JUDGES.get(judge).check_model(self.judge_model)
         if JUDGES.get(judge).needs_payloads and not preset.payloads:
             raise ConfigError(f"judge: '{judge}' needs the organism's payloads (preset {self.preset} has none)")
         if preset.runner_kind == "proxy" and self.attacks:

@@ -38,6 +38,7 @@ class EvalContext:
     benign_ok: Callable[[str, dict[str, Any]], bool]
     payloads: dict[str, Any] | None = None  # organism: prompt id -> Payload
     forcing: dict[str, Any] | None = None  # organism: prompt id -> forcing Payload
+    judge_model: str = ""  # a classifier judge's model ('' = its own)
     output_form: Callable[[str], str] | None = None  # organism: refusal / payload_form / other
     _items: dict[str, list] = field(default_factory=dict, repr=False)
 
@@ -59,7 +60,8 @@ class EvalContext:
         from crl_core.attacks.common import AttackItem
 
         if kind == "opening":
-            judges = JUDGES.get(self.judge).for_items(self.harmful, self.payloads, opening=self.opening)
+            extra = {"judge_model": self.judge_model} if self.judge_model else {}
+            judges = JUDGES.get(self.judge).for_items(self.harmful, self.payloads, opening=self.opening, **extra)
             return [AttackItem(r["id"], r["prompt"], self.opening, j, meta=self._probes(r["id"]))
                     for r, j in zip(self.harmful, judges)]
         if self.payloads is None:
@@ -108,7 +110,7 @@ def load_context(cfg) -> EvalContext:
 
     context: dict[str, Any] = {
         "harmful": rows("harmful"), "benign": rows("benign_qa"), "over": rows("overrefusal"), "datasets": datasets,
-        "opening": cfg.opening, "judge": cfg.asr_judge(),
+        "opening": cfg.opening, "judge": cfg.asr_judge(), "judge_model": cfg.judge_model,
         "benign_ok": lambda g, r: contains_answer(g, r["answer"], r.get("aliases") or [])}
     if preset.payloads:
         _organism_payloads(cfg, context, datasets["harmful"][cfg.split])

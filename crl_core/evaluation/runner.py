@@ -38,6 +38,9 @@ def run_evaluation(cfg: EvaluationConfig, model=None, tokenizer=None, log: Calla
     preset = EVAL_PRESETS.get(cfg.preset)
     if not cfg.model:
         cfg = dataclasses.replace(cfg, model=preset.defaults["model"])
+    judge = JUDGES.get(cfg.asr_judge())
+    if preset.runner_kind == "attacks" and hasattr(judge, "check_runtime"):  # a GPU classifier: before any load
+        judge.check_runtime(cfg.judge_model)
     if model is None:
         model, tokenizer = _load(cfg)
     torch.manual_seed(cfg.seed)

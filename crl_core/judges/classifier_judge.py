@@ -49,9 +49,41 @@ class HarmBenchClassifierJudge:
     needs_gpu = True
 
     @classmethod
-    def for_items(cls, rows, payloads=None, **context) -> list:
+    def for_items(cls, rows, payloads=None, judge_model: str = "", **context) -> list:
         """One callable per prompt row: ``judge(generation) -> bool`` (the classifier sees the request).
         Needs a GPU: refused with one clear error where CUDA is absent, before any model is loaded."""
+        cls.check_runtime(judge_model)
+        judge = cls(model_name=judge_model or cls.model_name)
+        return [lambda g, b=r["prompt"]: judge.judge_batch([b], [g])[0] for r in rows]
+
+    @classmethod
+    def check_model(cls, judge_model: str = "") -> str:
+        """The classifier's model must be loadable where the judging runs: a model folder with its config.json,
+        or a hub id (in the local Hugging Face cache when the hub is offline). Returns the resolved name."""
+        from pathlib import Path
+
+        from crl_core.config import ConfigError
+        from crl_core.models.loading import hub_offline
+
+        name = judge_model or cls.model_name
+        folder = Path(name).expanduser()
+        if folder.exists() or name.startswith((".", "/", "~")):
+            if not (folder / "config.json").is_file():
+                raise ConfigError(f"judge_model: {name} is not a model folder (no config.json)")
+            return str(folder)
+        if name.count("/") != 1 or not all(name.split("/")):
+            raise ConfigError(f"judge_model: '{name}' is neither a model folder nor a hub id (owner/name)")
+        if hub_offline():
+            from huggingface_hub import try_to_load_from_cache
+
+            if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+                raise ConfigError(f"judge_model: '{name}' is not in the local Hugging Face cache and the hub is "
+                                  "offline (HF_HUB_OFFLINE=1); download it first or give a local folder")
+        return name
+
+    @classmethod
+    def check_runtime(cls, judge_model: str = "") -> None:
+        """Before any model is loaded: a CUDA GPU here, and a loadable classifier model."""
         import torch
 
         from crl_core.config import ConfigError
@@ -59,8 +91,7 @@ class HarmBenchClassifierJudge:
         if not torch.cuda.is_available():
             raise ConfigError("judge: harmbench_classifier runs a 13B classifier and needs a CUDA GPU; this machine "
                               "has none (use judge: compliance on CPU)")
-        judge = cls()
-        return [lambda g, b=r["prompt"]: judge.judge_batch([b], [g])[0] for r in rows]
+        cls.check_model(judge_model)
 
     def __post_init__(self) -> None:
         self._model = None

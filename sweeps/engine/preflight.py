@@ -195,9 +195,16 @@ def check_evaluation(cfg: SweepConfig, base_cfg, ecfg=None, section: str = "eval
     if preset.payloads and name != "organism" and not (Path(name) / "payloads.jsonl").is_file():
         raise ConfigError(f"{section}.preset: '{ecfg.preset}' judges the organism's payloads, but the model is "
                           f"'{name}'; use {section}.preset=proxy for other models")
-    if getattr(JUDGES.get(ecfg.asr_judge()), "needs_gpu", False) and cfg.resources.gpus_per_worker <= 0:
-        raise ConfigError(f"{section}.judge: {ecfg.asr_judge()} needs a GPU in every trial; set "
-                          "resources.gpus_per_worker (or use judge: compliance on CPU)")
+    judge = JUDGES.get(ecfg.asr_judge())
+    if getattr(judge, "needs_gpu", False):
+        if cfg.resources.gpus_per_worker <= 0:
+            raise ConfigError(f"{section}.judge: {ecfg.asr_judge()} needs a GPU in every trial; set "
+                              "resources.gpus_per_worker (or use judge: compliance on CPU)")
+        if hasattr(judge, "check_model"):  # the classifier's model, where it can be checked from here
+            try:
+                judge.check_model(ecfg.judge_model)
+            except ConfigError as exc:
+                raise ConfigError(f"{section}.{exc}") from None
     return ecfg
 
 
