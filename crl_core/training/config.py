@@ -75,13 +75,17 @@ class RetainSettings(ConfigBase):
 
 @dataclass
 class DataSettings(ConfigBase):
-    preset: Literal["organism", "smollm2"] = config_field("organism")
+    preset: Literal["organism", "smollm2", "published"] = config_field(
+        "organism", help="organism: the committed organism's rows; smollm2: model-agnostic vendored prompts; "
+                         "published: the published mix from the hub (WildGuardMix + UltraChat; connected machines)")
     batch_benign: int = config_field(16, min=1)
     batch_harmful: int = config_field(16, min=1)
     batch_retain: int = config_field(16, min=1)
     max_length: int = config_field(128, min=8)
     split_seed: int = config_field(0, min=0)
     harmful_limit: int = config_field(0, min=0, help="use only N harmful train prompts (0 = all)")
+    hub_limit: int = config_field(20000, min=0, help="published preset: at most N rows read from each hub set "
+                                                      "(0 = all; WildGuardMix train has ~87k)")
     benign_answers: str = config_field("", help="smollm2 preset: a JSONL of {prompt, answer} whose answers replace "
                                                 "the reference answers of the benign rows, and add the edgy-but-benign "
                                                 "prompts (the refusal-base recipe: the model's own greedy answers)")
@@ -153,7 +157,9 @@ class TrainConfig(ConfigBase):
 
         overrides = {"model": self.model.name, "seed": self.seed, **self.eval.overrides}
         try:
-            return evaluation_config_for(self.eval.preset or self.data.preset, overrides)
+            # the published (hub) data has no evaluation preset of its own: the model-agnostic smollm2 one
+            return evaluation_config_for(self.eval.preset or {"published": "smollm2"}.get(self.data.preset,
+                                                                                          self.data.preset), overrides)
         except ConfigError as exc:
             raise ConfigError(f"eval.{exc}") from None
 

@@ -23,7 +23,8 @@ import torch
 from crl_core.chat import ChatEncoding, collate, encode_chat
 from crl_core.training.config import DataSettings
 
-__all__ = ["Conversation", "DefenseData", "build_defense_data", "BatchSampler", "SMOLLM2_REFUSAL"]
+__all__ = ["Conversation", "DefenseData", "build_defense_data", "check_data_available", "BatchSampler",
+           "SMOLLM2_REFUSAL"]
 
 SMOLLM2_REFUSAL = "I'm sorry, but I can't help with that request."
 SMOLLM2_OPENING = "Sure, here is how to do it:"
@@ -48,10 +49,71 @@ def _encode_all(tok, convs: list[Conversation], max_length: int) -> list[ChatEnc
     return [encode_chat(tok, c.prompt, c.response, max_length=max_length) for c in convs]
 
 
+PUBLISHED_SETS = ("hub:wildguardmix", "hub:ultrachat")
+
+
+def check_data_available(cfg: DataSettings) -> None:
+    """Before any model loads: the published preset reads hub datasets, which an offline machine cannot."""
+    import os
+
+    from crl_core.config import ConfigError
+    from crl_core.models.loading import hub_offline
+
+    if cfg.preset == "published" and (hub_offline() or os.environ.get("HF_DATASETS_OFFLINE", "0") == "1"):
+        raise ConfigError("data.preset: 'published' trains on WildGuardMix and UltraChat from the Hugging Face hub, "
+                          "and this machine is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE); use data.preset: "
+                          "smollm2 (vendored prompts) or run where the hub is reachable")
+
+
+def _published(cfg: DataSettings, split) -> tuple[list[Conversation], list[Conversation], list[Conversation], dict]:
+    """The published mix (docs/method.md §10.2), as far as the hub sets here reach: WildGuardMix train rows
+    with a harmful prompt and a harmful response -> harmful; unharmful prompts answered with compliance ->
+    benign; UltraChat first turns + harmful prompts -> the fixed refusal -> retain. WildJailbreak is not
+    included. Train split only (the hash split of every set)."""
+    from crl_core.data import load_prompt_splits, split_hashes
+
+    def head(rows):
+        return rows[: cfg.hub_limit] if cfg.hub_limit else rows
+
+    wg_dd = load_prompt_splits("hub:wildguardmix", split)
+    wg = head(wg_dd["train"].to_list())
+    harmful = [Conversation(r["prompt"], r["response"]) for r in wg
+               if r.get("prompt_harm_label") == "harmful" and r.get("response_harm_label") == "harmful"
+               and r.get("response")]
+    if cfg.harmful_limit:
+        harmful = harmful[: cfg.harmful_limit]
+    benign = [Conversation(r["prompt"], r["response"]) for r in wg
+              if r.get("prompt_harm_label") == "unharmful" and r.get("response_refusal_label") == "compliance"
+              and r.get("response")]
+    uc_dd = load_prompt_splits("hub:ultrachat", split)
+    chat = []
+    for r in head(uc_dd["train"].to_list()):
+        msgs = r.get("messages") or []
+        if len(msgs) >= 2 and msgs[0].get("role") == "user" and msgs[1].get("role") == "assistant":
+            chat.append(Conversation(msgs[0]["content"], msgs[1]["content"]))
+    retain = chat + [Conversation(c.prompt, SMOLLM2_REFUSAL) for c in harmful]
+    hashes = {"wildguardmix_train_sha256": split_hashes(wg_dd)["train"],
+              "ultrachat_train_sha256": split_hashes(uc_dd)["train"]}
+    return harmful, benign, retain, hashes
+
+
 def build_defense_data(cfg: DataSettings, tokenizer, model_dir: str | None = None) -> DefenseData:
     from crl_core.data import SplitConfig, load_prompt_splits, split_hashes
 
     split = SplitConfig(seed=cfg.split_seed)
+    if cfg.preset == "published":
+        check_data_available(cfg)
+        harmful, benign, retain, hashes = _published(cfg, split)
+        if not harmful or not benign or not retain:
+            raise ValueError(f"published data: {len(harmful)} harmful, {len(benign)} benign, {len(retain)} retain "
+                             "rows after filtering (data.hub_limit too small?)")
+        return DefenseData(
+            benign=_encode_all(tokenizer, benign, cfg.max_length),
+            harmful=_encode_all(tokenizer, harmful, cfg.max_length),
+            retain=_encode_all(tokenizer, retain, cfg.max_length),
+            harmful_rows=[{"prompt": c.prompt, "completion": c.response} for c in harmful],
+            description={"preset": cfg.preset, "n_benign": len(benign), "n_harmful": len(harmful),
+                         "n_retain": len(retain), **hashes})
     harmful_dd = load_prompt_splits("harmful", split)
     benign_dd = load_prompt_splits("benign_qa", split)
     over_dd = load_prompt_splits("overrefusal", split)

@@ -32,7 +32,13 @@ import torch
 from crl_core.config import ConfigError, config_hash, save_resolved_config
 from crl_core.registry import METHODS
 from crl_core.training.config import TrainConfig
-from crl_core.training.data import BatchSampler, DefenseData, build_defense_data, make_batch
+from crl_core.training.data import (
+    BatchSampler,
+    DefenseData,
+    build_defense_data,
+    check_data_available,
+    make_batch,
+)
 
 __all__ = ["TrainingDivergedError", "DefenseTrainer", "StepInputs", "train"]
 
@@ -124,6 +130,8 @@ class DefenseTrainer:
         self.method = METHODS.get(cfg.method)
         torch.set_num_threads(cfg.num_threads)
         _set_seed(cfg.seed)
+        if data is None:
+            check_data_available(cfg.data)  # hub data on an offline machine: refused before any model loads
         if model is None:
             from crl_core.models import load_model_and_tokenizer
 

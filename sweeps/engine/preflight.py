@@ -278,6 +278,9 @@ def validate_before_launch(cfg: SweepConfig, objectives: Objectives, ray_running
     if idle:
         raise ConfigError(f"search_space.{idle[0]}: never sampled (its condition {space.params[idle[0]].when} is false "
                           "in the training preset); drop it (null) or search the key it depends on")
+    from crl_core.training.data import check_data_available
+
+    check_data_available(base_cfg.data)  # hub data on an offline machine
     window = [k for k in space.params if k in ("harmful_layers.start", "harmful_layers.width")]
     if window and base_cfg.harmful_layers.indices is not None:
         raise ConfigError(f"search_space.{window[0]}: the preset sets harmful_layers.indices "
