@@ -66,10 +66,13 @@ def robust_score(m: dict[str, float]) -> float:
             - m.get("sampling_leakage", 0.0) - m.get("over_triggering", 0.0))
 
 
-# objective.kind single: `objective.metric` (score in the default sweep) with ASHA; multi: this Pareto
-# list, no scheduler.
+# objective.kind single: `objective.metric` (robust_score in the default sweep) with ASHA; multi: this
+# Pareto list, no scheduler. `plots`: the axes of an objective's Pareto plot (default: the multi list).
 OBJECTIVES = Objectives(derived={"score": score, "robust_score": robust_score},
-                        multi=(("asr", "min"), ("benign_accuracy", "max"), ("over_refusal", "min")))
+                        multi=(("asr", "min"), ("benign_accuracy", "max"), ("over_refusal", "min")),
+                        # robust_score's plot: the term that still moves at 0% ASR against capability
+                        plots={"robust_score": (("knowledge_retention", "min"), ("benign_accuracy", "max"),
+                                                ("robust_score", "max"))})
 
 
 def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:

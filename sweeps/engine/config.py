@@ -33,6 +33,13 @@ class Objectives:
 
     derived: dict[str, Callable[[dict[str, float]], float]] = field(default_factory=dict)
     multi: tuple[tuple[str, str], ...] = ()
+    # objective -> the (metric, "min"|"max") axes its Pareto plot shows (x, y, colour): the terms that move
+    plots: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+
+    def axes(self, kind: str, metric: str) -> tuple[tuple[str, str], ...]:
+        """The plot's axes and the table's Pareto front: the objective's own (``plots``) in a single-objective
+        sweep that declares them, else the multi-objective list."""
+        return self.plots.get(metric, self.multi) if kind == "single" else self.multi
 
     def add_derived(self, metrics: dict[str, float]) -> dict[str, float]:
         return {**metrics, **{name: float(fn(metrics)) for name, fn in self.derived.items()}}

@@ -111,7 +111,7 @@ def _first_line(path: str | None) -> str:
 class ProgressLog(tune.Callback):
     """Driver side: one console line per trial event."""
 
-    METRICS = ("score", "asr", "benign_accuracy", "over_refusal")
+    METRICS = ("score", "robust_score", "knowledge_retention", "asr", "benign_accuracy", "over_refusal")
 
     def __init__(self, name_of, max_step: int, decode=None) -> None:
         self.name_of, self.max_step = name_of, max_step  # name_of(trial) -> the trial's id in MLflow

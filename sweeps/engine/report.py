@@ -1,4 +1,5 @@
-"""The end of a sweep: rank the trials from MLflow, mark the Pareto front of the recipe's multi-objectives,
+"""The end of a sweep: rank the trials from MLflow, mark the Pareto front of the objective's plot axes (the
+recipe's multi-objectives unless the objective declares its own),
 print the table, plot the front, and record the best trial on the parent run (or fail the sweep)."""
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def pareto_front(rows: list[dict[str, Any]], multi: tuple[tuple[str, str], ...])
 def columns(cfg: SweepConfig, objectives: Objectives) -> list[str]:
     keys = [cfg.objective.metric] if cfg.objective.kind == "single" else []
     keys += [m for m, _ in objectives.multi] + list(objectives.derived) + list(STANDARD_COLUMNS)
+    keys += [m for m, _ in objectives.axes(cfg.objective.kind, cfg.objective.metric)]
     return list(dict.fromkeys(keys))
 
 
@@ -54,7 +56,7 @@ def collect_rows(client, state: dict[str, Any], cfg: SweepConfig, objectives: Ob
                      "adapter_uri": f"{run.info.artifact_uri}/adapter",
                      "trial_dir": str(cfg.storage_root / tags.get("crl.trial_dir", "")),
                      "model_uri": f"models:/{tags[LOGGED_MODEL_TAG]}" if LOGGED_MODEL_TAG in tags else None})
-    front = pareto_front(rows, objectives.multi)
+    front = pareto_front(rows, objectives.axes(cfg.objective.kind, cfg.objective.metric))
     for i, r in enumerate(rows):
         r["pareto"] = i in front
     if cfg.objective.kind == "multi":
@@ -62,7 +64,14 @@ def collect_rows(client, state: dict[str, Any], cfg: SweepConfig, objectives: Ob
         rows.sort(key=lambda r: (not r["pareto"], -(r.get(first) if first and r.get(first) is not None else -math.inf)))
     else:
         key, sign = cfg.objective.metric, (1 if cfg.objective.mode == "min" else -1)
-        rows.sort(key=lambda r: (r[key] is None, sign * (r[key] or 0.0), -r["step"]))
+        # equal objectives (robust_score clips retention at 1 nat) are ordered by the plot's first axis
+        tie, tie_dir = objectives.axes("single", key)[0] if objectives.axes("single", key) else (key, "max")
+
+        def tiebreak(r):
+            v = r.get(tie)
+            return 0.0 if v is None else (v if tie_dir == "min" else -v)
+
+        rows.sort(key=lambda r: (r[key] is None, sign * (r[key] or 0.0), tiebreak(r), -r["step"]))
     return rows
 
 
@@ -130,9 +139,11 @@ def pareto_figure(rows: list[dict[str, Any]], multi: tuple[tuple[str, str], ...]
     colour, worst = (multi[2][0], max if multi[2][1] == "min" else min) if len(multi) > 2 else (None, None)
     groups = tie_groups(pts, x, y)
     fig, ax = plt.subplots(figsize=(7, 5))
-    sc = ax.scatter([g[0][x] for g in groups], [g[0][y] for g in groups],
-                    c=[worst(r[colour] for r in g) for g in groups] if colour else None,
-                    cmap="viridis_r", vmin=0, vmax=1, s=[60 * len(g) for g in groups], edgecolors="none", alpha=0.85)
+    values = [worst(r[colour] for r in g) for g in groups] if colour else None
+    lo, hi = (min(0.0, *values), max(1.0, *values)) if values else (0.0, 1.0)  # rates in [0, 1]; scores may not be
+    sc = ax.scatter([g[0][x] for g in groups], [g[0][y] for g in groups], c=values,
+                    cmap="viridis_r" if colour and multi[2][1] == "min" else "viridis", vmin=lo, vmax=hi,
+                    s=[60 * len(g) for g in groups], edgecolors="none", alpha=0.85)
     front = [g for g in groups if any(r["pareto"] for r in g)]
     ax.scatter([g[0][x] for g in front], [g[0][y] for g in front], s=[60 * len(g) + 90 for g in front],
                facecolors="none", edgecolors="red", label="Pareto front")
@@ -169,7 +180,7 @@ def rank_and_record(cfg: SweepConfig, client, state: dict[str, Any], objectives:
     """Rank the trials, log the Pareto plot and the best trial to the parent run; raise SweepFailed (parent
     FAILED) when no trial produced the objective. Returns ``(rows, png)``; the caller ends the parent run."""
     rows = collect_rows(client, state, cfg, objectives)
-    png = plot_pareto(rows, objectives.multi, cfg.sweep_dir / "pareto.png")
+    png = plot_pareto(rows, objectives.axes(cfg.objective.kind, cfg.objective.metric), cfg.sweep_dir / "pareto.png")
     if png:
         client.log_artifact(state["parent_run_id"], str(png))
     if not any(all(r.get(k) is not None for k in keys) for r in rows):

@@ -37,3 +37,24 @@ def test_labels_name_every_trial_once_and_never_overlap(tmp_path):
     plt.close(fig)
     assert plot_pareto(_rows(), MULTI, tmp_path / "p.png").stat().st_size > 0
     assert plot_pareto([], MULTI, tmp_path / "q.png") is None
+
+
+def test_a_single_objective_plots_its_own_axes_and_marks_its_front_on_them():
+    from sweeps.margin_sweep import OBJECTIVES
+
+    axes = OBJECTIVES.axes("single", "robust_score")
+    assert [m for m, _ in axes] == ["knowledge_retention", "benign_accuracy", "robust_score"]
+    assert OBJECTIVES.axes("single", "score") == OBJECTIVES.multi == OBJECTIVES.axes("multi", "robust_score")
+    from sweeps.engine.report import pareto_front
+
+    rows = [{"trial_id": "a", "knowledge_retention": 0.2, "benign_accuracy": 0.9, "robust_score": 0.7},
+            {"trial_id": "b", "knowledge_retention": 3.0, "benign_accuracy": 0.9, "robust_score": -0.1},  # dominated
+            {"trial_id": "c", "knowledge_retention": 0.5, "benign_accuracy": 1.0, "robust_score": 0.5}]
+    assert pareto_front(rows, axes) == {0, 2}
+    for i, r in enumerate(rows):
+        r["pareto"] = i in {0, 2}
+    fig = pareto_figure(rows, axes)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "knowledge_retention (lower is better)"
+    assert ax.get_ylabel() == "benign_accuracy (higher is better)"
+    assert "robust-score" in fig.axes[1].get_ylabel()  # the colour bar: the objective itself (may be < 0)
