@@ -310,5 +310,10 @@ def validate_before_launch(cfg: SweepConfig, objectives: Objectives, ray_running
         check_node_types(cfg.resources, cfg.resources.cluster_config)
     if not os.environ.get("RAY_ADDRESS") and not ray_running:  # a local Ray: only this machine's resources
         check_resources(cfg.resources, local_resources(cfg.resources), "this machine")
+    elif ray_running and not cfg.resources.cluster_config:  # joined already: its nodes, before anything is written
+        import ray
+
+        if ray.is_initialized():
+            check_resources(cfg.resources, dict(ray.cluster_resources()), "the Ray cluster")
     check_tracking(cfg.tracking_uri())
     return base

@@ -59,4 +59,4 @@ def test_the_organism_smoke_sweep_runs_its_confirmation_stage(ray_local, tmp_pat
         assert parent.data.metrics[f"confirm/{row['name']}/knowledge_retention"] == pytest.approx(
             row["mean"]["knowledge_retention"])
         assert f"confirm/{row['name']}/leak_margin_sd" in parent.data.metrics
-    assert "sweep pick" in out and "vs default on score" in out
+    assert "sweep pick" in out and "vs default on robust_score" in out  # the default sweep's objective

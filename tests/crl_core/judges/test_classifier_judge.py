@@ -60,6 +60,7 @@ def test_a_sweep_judged_by_the_classifier_is_refused_before_launch_without_gpus_
     from sweeps.tiny import make_tiny_model, tiny_sweep
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # a cluster to join later: its GPUs are checked on joining
     model = make_tiny_model(tmp_path / "model")
     data = tiny_sweep(model, tmp_path, evaluation={"preset": "smollm2", "judge": "harmbench_classifier",
                                                    "attacks": ["direct"]})
@@ -68,12 +69,12 @@ def test_a_sweep_judged_by_the_classifier_is_refused_before_launch_without_gpus_
         validate_before_launch(cfg, OBJECTIVES)
     gpu = load_config(SweepConfig, None, ["resources.gpus_per_worker=1"], base=data)
     with pytest.raises(ConfigError, match=r"evaluation\.judge_model: .*not in the local Hugging Face cache"):
-        validate_before_launch(gpu, OBJECTIVES, ray_running=True)
+        validate_before_launch(gpu, OBJECTIVES)
     (tmp_path / "cls").mkdir()
     (tmp_path / "cls" / "config.json").write_text("{}")
     ok = load_config(SweepConfig, None, ["resources.gpus_per_worker=1", f"evaluation.judge_model={tmp_path / 'cls'}"],
                      base=data)
-    validate_before_launch(ok, OBJECTIVES, ray_running=True)  # passes here; the cluster's GPUs are checked on join
+    validate_before_launch(ok, OBJECTIVES)  # passes here; the cluster's GPUs are checked on joining it
     from sweeps.engine import check_resources
 
     with pytest.raises(ConfigError, match="needs 1 GPU .* but the Ray cluster has 0"):  # a CPU-only cluster
