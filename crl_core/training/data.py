@@ -107,13 +107,7 @@ def build_defense_data(cfg: DataSettings, tokenizer, model_dir: str | None = Non
         if not harmful or not benign or not retain:
             raise ValueError(f"published data: {len(harmful)} harmful, {len(benign)} benign, {len(retain)} retain "
                              "rows after filtering (data.hub_limit too small?)")
-        return DefenseData(
-            benign=_encode_all(tokenizer, benign, cfg.max_length),
-            harmful=_encode_all(tokenizer, harmful, cfg.max_length),
-            retain=_encode_all(tokenizer, retain, cfg.max_length),
-            harmful_rows=[{"prompt": c.prompt, "completion": c.response} for c in harmful],
-            description={"preset": cfg.preset, "n_benign": len(benign), "n_harmful": len(harmful),
-                         "n_retain": len(retain), **hashes})
+        return _encoded(cfg, tokenizer, harmful, benign, retain, hashes)
     harmful_dd = load_prompt_splits("harmful", split)
     benign_dd = load_prompt_splits("benign_qa", split)
     over_dd = load_prompt_splits("overrefusal", split)
@@ -155,15 +149,19 @@ def build_defense_data(cfg: DataSettings, tokenizer, model_dir: str | None = Non
     retain = benign + [Conversation(c.prompt, refusal) for c in harmful]
     if not harmful or not benign:
         raise ValueError("defense data: no harmful or no benign training rows")
+    return _encoded(cfg, tokenizer, harmful, benign, retain, {
+        "harmful_train_sha256": split_hashes(harmful_dd)["train"], "benign_train_sha256": split_hashes(benign_dd)["train"]})
+
+
+def _encoded(cfg: DataSettings, tokenizer, harmful: list[Conversation], benign: list[Conversation],
+             retain: list[Conversation], hashes: dict[str, str]) -> DefenseData:
     return DefenseData(
         benign=_encode_all(tokenizer, benign, cfg.max_length),
         harmful=_encode_all(tokenizer, harmful, cfg.max_length),
         retain=_encode_all(tokenizer, retain, cfg.max_length),
         harmful_rows=[{"prompt": c.prompt, "completion": c.response} for c in harmful],
         description={"preset": cfg.preset, "n_benign": len(benign), "n_harmful": len(harmful),
-                     "n_retain": len(retain), "harmful_train_sha256": split_hashes(harmful_dd)["train"],
-                     "benign_train_sha256": split_hashes(benign_dd)["train"]},
-    )
+                     "n_retain": len(retain), **hashes})
 
 
 def _own_answers(path: str) -> dict[str, str]:
