@@ -97,7 +97,8 @@ def fmt(v, column: str = "") -> str:
 # ------------------------------------------------------------------------------------- the strong suite
 STRONG_METRICS = ("knowledge_asr", "knowledge_retention", "leak_margin", "leak_margin_l4x50", "leak_margin_l4x200",
                   "leak_margin_l16x100", "budget_to_break", "sampling_leakage", "over_triggering", "asr_prefill",
-                  "asr_embedding_full_target_l4x200", "asr_embedding_forcing_control_l4x200", "benign_accuracy",
+                  "asr_embedding_full_target_l4x200", "asr_embedding_forcing_control_l4x200",
+                  "asr_embedding_full_target_l16x100", "asr_embedding_forcing_control_l16x100", "benign_accuracy",
                   "over_refusal", "degenerate_rate_harmful", "robust_score")
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
@@ -166,17 +167,24 @@ def summarise_strong(rows: list[dict]) -> dict:
     from sweeps.margin_sweep import OBJECTIVES
 
     per: dict[str, dict[str, list[float]]] = {}
+    censored: dict[str, int] = {}
     for r in rows:
         m = OBJECTIVES.add_derived(r["metrics"])
+        if m.get("budget_to_break_censored"):  # never broke: counted at the largest budget tried, and said so
+            m["budget_to_break"] = m["budget_to_break_max_tried"]
+            censored[r["method"]] = censored.get(r["method"], 0) + 1
         for k in STRONG_METRICS:
             if isinstance(m.get(k), (int, float)):
                 per.setdefault(r["method"], {}).setdefault(k, []).append(float(m[k]))
     summary = {meth: {k: dict(zip(("mean", "sd", "ci95"), mean_ci(xs)), values=xs) for k, xs in vals.items()}
                for meth, vals in per.items()}
+    for meth, n in censored.items():  # a lower bound: the mean of censored values is not an estimate
+        summary[meth]["budget_to_break"]["censored"] = n
     pairs = [(m, "circuit_breaker") for m in per if m != "circuit_breaker" and "circuit_breaker" in per]
     if "crl+mining" in per and "crl" in per:
         pairs.append(("crl+mining", "crl"))
-    diffs = {f"{a} - {b}": {k: welch(per[a][k], per[b][k]) for k in STRONG_METRICS if k in per[a] and k in per[b]}
+    diffs = {f"{a} - {b}": {k: welch(per[a][k], per[b][k]) for k in STRONG_METRICS if k in per[a] and k in per[b]
+                            and not (k == "budget_to_break" and (censored.get(a) or censored.get(b)))}
              for a, b in pairs}
     return {"methods": summary, "differences": diffs}
 
@@ -190,6 +198,10 @@ def strong_table(result: dict, seeds: list[int], limit: int) -> str:
         cells = []
         for meth in methods:
             c = result["methods"][meth].get(k)
+            if c is not None and c.get("censored"):
+                cells.append(f">= {c['mean']:.0f} ({c['censored']} of {len(c['values'])} never broke: "
+                             f"{', '.join(f'{v:.0f}' for v in c['values'])})")
+                continue
             cells.append("-" if c is None else f"{c['mean']:.3f}" + (
                 f" ({c['ci95'][0]:.2f}, {c['ci95'][1]:.2f})" if c["ci95"] else ""))
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
