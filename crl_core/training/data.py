@@ -49,9 +49,6 @@ def _encode_all(tok, convs: list[Conversation], max_length: int) -> list[ChatEnc
     return [encode_chat(tok, c.prompt, c.response, max_length=max_length) for c in convs]
 
 
-PUBLISHED_SETS = ("hub:wildguardmix", "hub:ultrachat")
-
-
 def check_data_available(cfg: DataSettings) -> None:
     """Before any model loads: the published preset reads hub datasets, which an offline machine cannot."""
     import os

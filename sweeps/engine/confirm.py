@@ -241,10 +241,10 @@ def run_confirmation(cfg: SweepConfig, client, state: dict[str, Any], base: dict
         e["mean"], e["sd"] = summarise_seeds(per_seed)
         e["n_seeds"] = len(per_seed)
         e["seconds"] = sum(e["per_seed"][s]["seconds"] for s in settings.seeds)
-    ecfg = cfg.confirm_evaluation_config(train_config_for(base, {}, "probe"), settings.seeds[0])
+    base_cfg = train_config_for(base, {}, "probe")
     result = {"objective": metric, "mode": mode, "seeds": list(settings.seeds),
-              "evaluation": describe_evaluation(ecfg),
-              "in_sweep_evaluation": describe_evaluation(cfg.evaluation_config(train_config_for(base, {}, "probe"))),
+              "evaluation": describe_evaluation(cfg.confirm_evaluation_config(base_cfg, settings.seeds[0])),
+              "in_sweep_evaluation": describe_evaluation(cfg.evaluation_config(base_cfg)),
               "metrics": _shown_metrics(cfg, objectives, entries),
               "comparison": compare(entries[0], entries[-1], metric, mode)
               if settings.default and ranked and metric else None,

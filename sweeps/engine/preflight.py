@@ -19,8 +19,8 @@ from crl_core.registry import EVAL_PRESETS, JUDGES
 from sweeps.engine.config import Objectives, ResourceSettings, SweepConfig
 from sweeps.engine.space import train_config_for
 
-__all__ = ["validate_before_launch", "check_confirm", "check_resources", "check_node_types", "node_types", "local_resources", "check_tracking", "sqlite_schema_lock",
-           "memory_floor_bytes"]
+__all__ = ["validate_before_launch", "check_confirm", "check_resources", "check_node_types", "node_types",
+           "local_resources", "check_tracking", "sqlite_schema_lock", "memory_floor_bytes"]
 
 LAYER_KEYS = ("harmful_layers.", "lora.blocks", "mining.block_", "mining.enabled")
 
@@ -208,20 +208,20 @@ def check_evaluation(cfg: SweepConfig, base_cfg, ecfg=None, section: str = "eval
     return ecfg
 
 
-def check_confirm(cfg: SweepConfig, base: dict[str, Any], base_cfg) -> None:
-    """The confirmation's evaluation and default point, before any trial runs (confirm.py)."""
+def check_confirm(cfg: SweepConfig, base: dict[str, Any], base_cfg, depth: int) -> None:
+    """The confirmation's evaluation and default point (its layers against the model's depth), before any
+    trial runs (confirm.py)."""
     if not cfg.confirm.enabled:
         return
     from sweeps.engine.confirm import default_point
 
     check_evaluation(cfg, base_cfg, cfg.confirm_evaluation_config(base_cfg, cfg.confirm.seeds[0]), "confirm.evaluation")
     if cfg.confirm.default:
+        point = default_point(cfg, base)  # names only searched keys (its own one-line error)
         try:
-            point = default_point(cfg, base)
-            train_config_for(base, point, str(cfg.sweep_dir / "confirm" / "default"))
+            train_config_for(base, point, str(cfg.sweep_dir / "confirm" / "default")).layout(depth)
         except ConfigError as exc:
-            raise ConfigError(f"confirm.default_point: {exc}" if not str(exc).startswith("confirm.") else str(exc)) \
-                from None
+            raise ConfigError(f"confirm.default_point: {exc}") from None
 
 
 def memory_floor_bytes(train_cfg, model_cfg) -> int:
@@ -287,7 +287,6 @@ def validate_before_launch(cfg: SweepConfig, objectives: Objectives, ray_running
                           f"{base_cfg.harmful_layers.indices}, which overrides start/width; set "
                           "train.overrides.harmful_layers.indices: null")
     check_evaluation(cfg, base_cfg)
-    check_confirm(cfg, base, base_cfg)
     check_storage(cfg)
     check_objective(cfg, objectives, base_cfg.steps)
     mcfg = model_config(base_cfg.model.name)
@@ -299,13 +298,7 @@ def validate_before_launch(cfg: SweepConfig, objectives: Objectives, ray_running
             train_config_for(base, values, probe_dir).layout(depth)
         except ConfigError as exc:
             raise ConfigError(f"search_space ({_shown(values) if values else 'the base preset'}): {exc}") from None
-    if cfg.confirm.enabled and cfg.confirm.default:
-        from sweeps.engine.confirm import default_point
-
-        try:
-            train_config_for(base, default_point(cfg, base), probe_dir).layout(depth)
-        except ConfigError as exc:
-            raise ConfigError(f"confirm.default_point: {exc}") from None
+    check_confirm(cfg, base, base_cfg, depth)
     if cfg.resources.cluster_config:  # the cluster it will join can scale to these node types
         check_node_types(cfg.resources, cfg.resources.cluster_config)
     if not os.environ.get("RAY_ADDRESS") and not ray_running:  # a local Ray: only this machine's resources

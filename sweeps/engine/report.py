@@ -56,7 +56,8 @@ def collect_rows(client, state: dict[str, Any], cfg: SweepConfig, objectives: Ob
                      "adapter_uri": f"{run.info.artifact_uri}/adapter",
                      "trial_dir": str(cfg.storage_root / tags.get("crl.trial_dir", "")),
                      "model_uri": f"models:/{tags[LOGGED_MODEL_TAG]}" if LOGGED_MODEL_TAG in tags else None})
-    front = pareto_front(rows, objectives.axes(cfg.objective.kind, cfg.objective.metric))
+    axes = objectives.axes(cfg.objective.kind, cfg.objective.metric)
+    front = pareto_front(rows, axes)
     for i, r in enumerate(rows):
         r["pareto"] = i in front
     if cfg.objective.kind == "multi":
@@ -65,7 +66,7 @@ def collect_rows(client, state: dict[str, Any], cfg: SweepConfig, objectives: Ob
     else:
         key, sign = cfg.objective.metric, (1 if cfg.objective.mode == "min" else -1)
         # equal objectives (robust_score clips retention at 1 nat) are ordered by the plot's first axis
-        tie, tie_dir = objectives.axes("single", key)[0] if objectives.axes("single", key) else (key, "max")
+        tie, tie_dir = axes[0] if axes else (key, cfg.objective.mode)
 
         def tiebreak(r):
             v = r.get(tie)

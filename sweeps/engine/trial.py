@@ -175,8 +175,7 @@ def train_backed_trial(config: dict[str, Any], spec: TrialSpec) -> None:
 
     trial_id = effective_trial_id(config, tune.get_context().get_trial_id())
     res = spec.resources
-    per_worker = {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if res.gpus_per_worker else {}),
-                  **res.custom}
+    per_worker = {k: v for k, v in res.worker_bundle().items() if v}  # CPU, GPU when asked, custom resources
     trainer = TorchTrainer(
         train_worker, train_loop_config={"spec": spec, "params": config, "trial_id": trial_id},
         scaling_config=ray.train.ScalingConfig(num_workers=res.workers, use_gpu=res.gpus_per_worker > 0,
