@@ -15,7 +15,8 @@ same batches (same seed): after ``--warmup`` steps, ``--repeats`` steps are time
 Reported per variant: median step time, tokens per step (non-padding tokens of every row) and tokens/s,
 peak GPU memory (``torch.cuda.max_memory_allocated``, reset per variant; null on CPU, where one process's
 peak RSS cannot be reset), model FLOPs per step and MFU against the GPU's dense bf16 spec peak (named in
-the output; null when the GPU is not in the table). FLOPs: 2 N per token for each forward (N = parameters
+the output; null when the GPU is not in the table). Exit status 1 when the path check fails, 2 for bad
+arguments (before any model is built). FLOPs: 2 N per token for each forward (N = parameters
 outside the embedding; attention's T^2 term ignored) and 2 N per token for the backward (LoRA: no weight
 gradients for the frozen weights); SFT = 1 forward + 1 backward, CRL = + 1 frozen reference forward;
 mining's attacker steps are extra forwards/backwards not counted (so its MFU is a lower bound). Ratios:
@@ -177,9 +178,19 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--variants", default=",".join(VARIANTS))
     args = p.parse_args(argv)
+    for name, low in (("repeats", 1), ("warmup", 0), ("batch", 1), ("max_length", 8), ("threads", 1)):
+        if getattr(args, name) < low:
+            p.error(f"--{name.replace('_', '-')} must be >= {low}")
+    unknown = [v for v in args.variants.split(",") if v and v not in VARIANTS]
+    if unknown or not any(args.variants.split(",")):
+        p.error(f"--variants: unknown {unknown}; known: {','.join(VARIANTS)}")
     import torch
     from transformers import AutoTokenizer
 
+    if args.device not in ("auto", "cpu", "cuda") and not (args.device.startswith("cuda:") and args.device[5:].isdigit()):
+        p.error(f"--device: '{args.device}' is not one of auto, cpu, cuda, cuda:N")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: this machine has no CUDA GPU")
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -208,4 +219,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(0 if main()["path_ok"] else 1)  # a failed device-path check never exits 0

@@ -44,3 +44,12 @@ def test_the_mfu_peak_is_looked_up_by_gpu_name():
     assert gpu_peak("NVIDIA H100 PCIe") == ("H100 PCIe", 756.0)
     assert gpu_peak("NVIDIA H200") == ("H200", 989.4)
     assert gpu_peak("Some Future GPU") == (None, None)
+
+
+def test_bad_arguments_are_one_clear_error_before_any_model_is_built():
+    for args, message in ((["--repeats", "0"], "--repeats must be >= 1"), (["--variants", "sft,nope"], "--variants"),
+                          (["--device", "tpu"], "--device: 'tpu'"), (["--device", "cuda"], "no CUDA GPU")):
+        proc = subprocess.run([sys.executable, "bench/gpu_check.py", "--size", "tiny", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300,
+                              env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": ""})
+        assert proc.returncode == 2 and message in proc.stderr and proc.stdout == "", (args, proc.stderr[-500:])
