@@ -106,7 +106,7 @@ def load_sweep_config(args: argparse.Namespace) -> SweepConfig:
 def pick_experiment(cfg: SweepConfig, resume: bool) -> SweepConfig:
     """Without --experiment, running the command again starts a new sweep (``NAME-2``, ``NAME-3``, ...)
     instead of failing, and ``--resume`` continues the newest of them."""
-    root = cfg.storage_root
+    root = cfg.state_root
     existing, n = [], 1
     while (root / (name := cfg.experiment if n == 1 else f"{cfg.experiment}-{n}") / "sweep.json").is_file():
         existing.append(name)

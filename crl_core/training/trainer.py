@@ -107,16 +107,32 @@ def write_checkpoint_manifest(folder: Path, step: int) -> None:
     (folder / CHECKPOINT_MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
 
 
+def checkpoint_manifest_step(manifest: dict, size_of: Callable[[str], int | None]) -> int | None:
+    """The step a checkpoint manifest records if every file it lists has its recorded size (``size_of``: a
+    file name relative to the checkpoint -> its size, or None when missing) and the trainer state is among
+    them; else None. Shared by local folders and object stores (sweeps/engine/storage.py)."""
+    try:
+        files = manifest["files"]
+        ok = all(size_of(name) == size for name, size in files.items())
+        return int(manifest["step"]) if ok and "trainer_state.pt" in files else None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
 def complete_checkpoint_step(folder: str | Path) -> int | None:
     """The step of the checkpoint in ``folder`` if it is complete (manifest present, every file it lists
     there at its recorded size), else None. Cheap: reads no tensor."""
     folder = Path(folder)
+
+    def size_of(name: str) -> int | None:
+        path = folder / name
+        return path.stat().st_size if path.is_file() else None
+
     try:
         manifest = json.loads((folder / CHECKPOINT_MANIFEST).read_text())
-        ok = all((folder / name).stat().st_size == size for name, size in manifest["files"].items())
-        return int(manifest["step"]) if ok and "trainer_state.pt" in manifest["files"] else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return None
+    return checkpoint_manifest_step(manifest, size_of)
 
 
 class DefenseTrainer:

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from crl_core.config import ConfigBase, ConfigError, apply_overrides, config_field, load_yaml
+from crl_core.redaction import redact_uri
 from crl_core.registry import METRICS
 from sweeps.engine.space import SearchSpace
+from sweeps.engine.storage import check_storage_uri, is_uri, join
+from sweeps.engine.study import StudyRef, check_study_url
 
 __all__ = ["Objectives", "TrainSection", "ObjectiveSettings", "ResourceSettings", "TrackingSettings", "ConfirmSettings",
            "SweepConfig",
@@ -197,17 +200,29 @@ class SweepConfig(ConfigBase):
         default_factory=lambda: {"preset": "organism-sweep"},
         help="a registered evaluation preset (`preset`) and EvaluationConfig keys on top (crl_core/evaluation)")
     resources: ResourceSettings = field(default_factory=ResourceSettings)
-    storage_dir: str = config_field("outputs/sweeps", help="sweep folders: Optuna study, Tune state, trials")
+    storage_dir: str = config_field(
+        "outputs/sweeps", help="Tune state and trial checkpoints: a folder (local or a shared mount) or an "
+        "object-store URI (s3://, gs://, ...); docs/sweeps.md, 'Object-store storage'")
+    state_dir: str = config_field(
+        "", help="local folder of the sweep's durable state (sweep.json, Optuna study, driver lock, trial "
+        "working folders); default: storage_dir, or outputs/sweeps when storage_dir is an object store")
+    study_storage: str = config_field(
+        "", help="the Optuna study as an RDB URL (postgresql://, mysql://, sqlite:///); default: "
+        "sqlite <state folder>/<experiment>/optuna.db")
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
 
     def validate(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.experiment):
             raise ConfigError(f"experiment: '{self.experiment}' must be letters, digits, '_', '.', '-'")
-        if "://" in self.storage_dir:
-            raise ConfigError(f"storage_dir: '{self.storage_dir}' is an object-store URI; the sweep keeps its Optuna "
-                              "study and Tune state on a local or shared file system (e.g. an NFS mount) -- "
-                              "object-store storage is not supported yet")
+        if is_uri(self.storage_dir):
+            check_storage_uri(self.storage_dir)
+        if is_uri(self.state_dir):
+            raise ConfigError(f"state_dir: '{redact_uri(self.state_dir)}' must be a folder: the sweep record and "
+                              "the driver lock need a file system (an object store has no atomic rename or lock); "
+                              "put the Optuna study in an RDB with study_storage if it must be shared")
+        if self.study_storage:
+            check_study_url(self.study_storage)
         if "kind" in self.evaluation:
             raise ConfigError("evaluation.kind: replaced by evaluation.preset (organism-sweep for the organism, "
                               "proxy for any model; `crl eval --help` lists the presets)")
@@ -246,12 +261,37 @@ class SweepConfig(ConfigBase):
             raise ConfigError(f"confirm.evaluation.{exc}") from None
 
     @property
-    def storage_root(self) -> Path:
-        return resolve_result_path(self.storage_dir)
+    def remote_storage(self) -> bool:
+        """Tune state and checkpoints in an object store (``storage_dir`` is a URI)."""
+        return is_uri(self.storage_dir)
+
+    @property
+    def state_root(self) -> Path:
+        """The local folder of every sweep's durable state (docs/sweeps.md, "Durable state and resume")."""
+        if self.state_dir:
+            return resolve_result_path(self.state_dir)
+        return resolve_result_path("outputs/sweeps" if self.remote_storage else self.storage_dir)
 
     @property
     def sweep_dir(self) -> Path:
-        return self.storage_root / self.experiment
+        """This sweep's local folder: sweep.json, optuna.db, driver.lock, trials/, confirm/ (and ray/ when
+        storage_dir is a folder)."""
+        return self.state_root / self.experiment
+
+    @property
+    def ray_storage(self) -> str:
+        """Where Tune and Train persist this sweep's segments and checkpoints: a path or a URI."""
+        return join(self.storage_dir, self.experiment, "ray") if self.remote_storage else str(self.sweep_dir / "ray")
+
+    def study(self, sweep_id: str) -> StudyRef:
+        """The sweep's Optuna study: in its folder (named after the experiment), or in ``study_storage`` (named
+        after the sweep id, so sweeps of the same name in other state folders never share a study)."""
+        if self.study_storage:
+            url = self.study_storage
+            if url.startswith("sqlite:///"):
+                url = f"sqlite:///{resolve_result_path(url[len('sqlite:///'):])}"
+            return StudyRef(url, sweep_id)
+        return StudyRef(f"sqlite:///{self.sweep_dir / 'optuna.db'}", self.experiment, self.sweep_dir / "optuna.db")
 
     def tracking_uri(self) -> str:
         uri = self.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI", "") or "sqlite:///mlflow.db"

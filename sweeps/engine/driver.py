@@ -82,6 +82,10 @@ def run_sweep(cfg: SweepConfig, objectives: Objectives, resume: bool = False,
         log(f"running in a `ray job submit` working-dir copy: results go to {cfg.sweep_dir} and "
             f"{redact_uri(cfg.tracking_uri())} (set CRL_RESULTS_DIR, or absolute storage_dir / tracking.uri)")
     _check_identity(cfg, resume)
+    if cfg.remote_storage or cfg.study_storage:
+        log(f"durable state (sweep record, driver lock{'' if cfg.study_storage else ', Optuna study'}) in "
+            f"{cfg.sweep_dir}; Tune state and checkpoints in {cfg.ray_storage}"
+            + (f"; the study in {redact_uri(cfg.study('').url)}" if cfg.study_storage else ""))
     client = client_for(cfg.tracking_uri())
     # each trial checkpoint forces a snapshot (num_to_keep=1): intended here, so not worth a warning each time
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -91,7 +95,7 @@ def run_sweep(cfg: SweepConfig, objectives: Objectives, resume: bool = False,
         state = sweep_state(cfg, client)  # durable before a local Ray starts: a kill from here on is resumable
         spec = TrialSpec(state["sweep_id"], state["experiment_id"], state["parent_run_id"], cfg.tracking_uri(),
                          base_train, cfg.space(), cfg.evaluation_config, objectives, cfg.objective.eval_every,
-                         str(cfg.sweep_dir / "trials"), str(cfg.sweep_dir / "ray"), cfg.resources,
+                         str(cfg.sweep_dir / "trials"), cfg.ray_storage, cfg.resources,
                          cfg.objective.metric if cfg.objective.kind == "single" else None)
         try:
             if not joins:

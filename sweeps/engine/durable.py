@@ -3,21 +3,22 @@
 What a resume trusts, all under the sweep folder ``<storage_dir>/<experiment>/``:
 
 - ``sweep.json``: the sweep's identity (sweep id, MLflow experiment and parent run), written atomically;
-- ``optuna.db``: the Optuna study (SQLite, transactional). Every Optuna trial carries the user attribute
-  ``crl.trial_id``: the trial's id everywhere else (MLflow tag, trial folder, Tune trial folder). Its
-  state says whether the trial finished;
+- ``optuna.db``: the Optuna study (SQLite, transactional; or the RDB ``study_storage`` names, study.py).
+  Every Optuna trial carries the user attribute ``crl.trial_id``: the trial's id everywhere else (MLflow
+  tag, trial folder, Tune trial folder). Its state says whether the trial finished;
 - MLflow: one child run per trial (tags ``crl.sweep_id`` + ``crl.trial_id``) with its history;
-- trial checkpoints: the ones Tune persisted (``ray/segment-*/trial_<id>/checkpoint_*``) and the trial's
-  own ``trials/<id>/checkpoint``; one counts only if its ``checkpoint.json`` manifest checks out
-  (``crl_core.training.complete_checkpoint_step``).
+- trial checkpoints: the ones Tune persisted (``ray/segment-*/trial_<id>/checkpoint_*``, in the sweep folder
+  or under an object-store ``storage_dir``: storage.py) and, with folder storage, the trial's own
+  ``trials/<id>/checkpoint``; one counts only if its ``checkpoint.json`` manifest checks out
+  (``crl_core.training.checkpoint_manifest_step``).
 
 Tune's own experiment snapshots (``experiment_state-*.json``, ``searcher-state-*.pkl``) are never read:
 Ray rewrites them in place, and a driver killed while they were being written left them torn (0 bytes)
 for good. So a resume does not call ``Tuner.restore``. It reconciles the study with MLflow
 (:func:`plan_resume`), continues each unfinished trial in a new Tune segment from its newest complete
 checkpoint, in its own MLflow run, tells the study its result (:class:`TellStudy`), and then samples new
-trials as usual. With remote (object-store) storage the study must live in an RDB or a local state
-folder; that is the GPU/cluster issue's part.
+trials as usual. With object-store storage the sweep record, driver lock and (unless ``study_storage`` puts
+it in an RDB) the study stay in the local state folder; only Tune's state and the checkpoints go remote.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ from typing import Any
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-__all__ = ["TRIAL_ID_ATTR", "CONTINUE_KEY", "write_json_atomic", "load_study", "study_storage",
-           "DurableOptunaSearch", "Continuation", "plan_resume", "TellStudy", "effective_trial_id",
-           "trial_params", "newest_checkpoint"]
+from sweeps.engine.storage import checkpoint_candidates, is_uri
+from sweeps.engine.study import StudyRef
+
+__all__ = ["TRIAL_ID_ATTR", "CONTINUE_KEY", "write_json_atomic", "DurableOptunaSearch", "Continuation", "plan_resume",
+           "TellStudy", "effective_trial_id", "trial_params", "newest_checkpoint"]
 
 TRIAL_ID_ATTR = "crl.trial_id"
 CONTINUE_KEY = "crl_continue"  # the Tune config of a continued trial: {CONTINUE_KEY: Continuation as dict}
@@ -51,24 +54,6 @@ def write_json_atomic(path: Path, data: Any) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-def study_storage(sweep_dir: Path):
-    import optuna
-
-    return optuna.storages.RDBStorage(f"sqlite:///{Path(sweep_dir) / 'optuna.db'}")
-
-
-def load_study(sweep_dir: Path, name: str):
-    """The sweep's Optuna study, or None before its first trial."""
-    import optuna
-
-    if not (Path(sweep_dir) / "optuna.db").is_file():
-        return None
-    try:
-        return optuna.load_study(study_name=name, storage=study_storage(sweep_dir))
-    except KeyError:
-        return None
 
 
 class DurableOptunaSearch(OptunaSearch):
@@ -105,18 +90,22 @@ def trial_params(config: dict[str, Any]) -> dict[str, Any]:
     return dict(cont["params"]) if cont else dict(config)
 
 
-def newest_checkpoint(sweep_dir: Path, trial_id: str) -> tuple[str | None, int]:
-    """The newest complete checkpoint of a trial and its step, or ``(None, 0)``."""
+def newest_checkpoint(ray_storage: str, trials_dir: Path, trial_id: str) -> tuple[str | None, int]:
+    """The newest complete checkpoint of a trial and its step, or ``(None, 0)``: among those Tune persisted
+    under ``ray_storage`` (a folder or an object-store URI) and, with folder storage, the trial's own
+    ``trials/<id>/checkpoint`` (with an object store that folder is on whichever node ran the trial)."""
     from crl_core.training import complete_checkpoint_step
 
-    sweep_dir = Path(sweep_dir)
-    candidates = [*sweep_dir.glob(f"ray/segment-*/trial_{trial_id}/checkpoint_*"),
-                  sweep_dir / "trials" / trial_id / "checkpoint"]
+    candidates = checkpoint_candidates(ray_storage, trial_id)
+    if not is_uri(ray_storage):
+        own = Path(trials_dir) / trial_id / "checkpoint"
+        step = complete_checkpoint_step(own)
+        if step is not None:
+            candidates.append((str(own), step))
     best: tuple[str | None, int] = (None, 0)
-    for folder in candidates:
-        step = complete_checkpoint_step(folder)
-        if step is not None and step > best[1]:
-            best = (str(folder), step)
+    for location, step in candidates:
+        if step > best[1]:
+            best = (location, step)
     return best
 
 
@@ -139,8 +128,8 @@ def _final_values(run, metrics: list[str]) -> list[float] | None:
     return values if all(v is not None and math.isfinite(v) for v in values) else None
 
 
-def plan_resume(sweep_dir: Path, study_name: str, client, state: dict[str, Any], metrics: list[str],
-                log: Callable[[str], None]) -> list[Continuation]:
+def plan_resume(study_ref: StudyRef, ray_storage: str, trials_dir: Path, client, state: dict[str, Any],
+                metrics: list[str], log: Callable[[str], None]) -> list[Continuation]:
     """Reconcile the study with MLflow after a driver died, and list the trials to continue.
 
     - study RUNNING, no ``crl.trial_id``: suggested but never handed to a trial -> FAIL;
@@ -156,7 +145,7 @@ def plan_resume(sweep_dir: Path, study_name: str, client, state: dict[str, Any],
     runs = {r.data.tags.get("crl.trial_id"): r for r in client.search_runs(
         [state["experiment_id"]], max_results=5000,
         filter_string=f"tags.`crl.sweep_id` = '{state['sweep_id']}' AND tags.`crl.role` = 'trial'")}
-    study = load_study(sweep_dir, study_name)
+    study = study_ref.load()
     named: set[str] = set()
     continuations: list[Continuation] = []
     for t in (study.trials if study is not None else []):
@@ -177,7 +166,7 @@ def plan_resume(sweep_dir: Path, study_name: str, client, state: dict[str, Any],
                     study.tell(t.number, values if len(values) > 1 else values[0])
                 log(f"trial {trial_id}: its run had ended ({run.info.status}); the study now knows")
             else:
-                checkpoint, step = newest_checkpoint(sweep_dir, trial_id)
+                checkpoint, step = newest_checkpoint(ray_storage, trials_dir, trial_id)
                 continuations.append(Continuation(trial_id, t.number, dict(t.params), checkpoint, step))
         elif running:
             status = "FAILED" if t.state == TrialState.FAIL else "FINISHED"
@@ -190,7 +179,7 @@ def plan_resume(sweep_dir: Path, study_name: str, client, state: dict[str, Any],
             client.set_terminated(run.info.run_id, "KILLED")
             log(f"trial {trial_id} (MLflow run {run.info.run_id}) was orphaned by a killed driver: marked KILLED")
     for c in continuations:
-        where = f"from its checkpoint at step {c.step}" if c.checkpoint else "from the start (no checkpoint)"
+        where = f"from its checkpoint at step {c.step} ({c.checkpoint})" if c.checkpoint else "from the start (no checkpoint)"
         log(f"trial {c.trial_id} continues {where}")
     return continuations
 
@@ -199,14 +188,14 @@ class TellStudy(tune.Callback):
     """Driver side, continuation segments only: tell the study the result of each continued trial (the
     segment has no searcher: the trials were suggested by an earlier one)."""
 
-    def __init__(self, sweep_dir: Path, study_name: str, metrics: list[str]) -> None:
-        self.sweep_dir, self.study_name, self.metrics = Path(sweep_dir), study_name, list(metrics)
+    def __init__(self, study_ref: StudyRef, metrics: list[str]) -> None:
+        self.study_ref, self.metrics = study_ref, list(metrics)
 
     def _tell(self, trial, error: bool) -> None:
         from optuna.trial import TrialState
 
         cont = trial.config.get(CONTINUE_KEY)
-        study = load_study(self.sweep_dir, self.study_name) if cont else None
+        study = self.study_ref.load() if cont else None
         if study is None:
             return
         result = trial.last_result or {}

@@ -2,7 +2,9 @@
 
 Off unless ``CRL_FAILPOINT=<name>:<n>`` is set: then the ``n``-th time a process reaches the failpoint
 ``name``, it SIGKILLs the process group ``CRL_FAILPOINT_PGID`` (the driver and the local Ray it started),
-so the write in progress is cut where a real kill could cut it. Every hit is a no-op otherwise. Names:
+and then itself: Ray starts its worker processes in process groups of their own, so a trial that hit the
+failpoint would otherwise outlive the kill and go on writing. The write in progress is cut where a real
+kill (of the machine) could cut it. Every hit is a no-op otherwise. Names:
 
 - ``tune_state``: Tune's experiment snapshot copied half-way into the sweep folder (what a kill during
   Ray's in-place rewrite of ``experiment_state``/``searcher-state``/``search_gen_state`` leaves);
@@ -34,6 +36,7 @@ def _armed() -> tuple[str, int] | None:
 
 def _kill() -> None:
     os.killpg(int(os.environ["CRL_FAILPOINT_PGID"]), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)  # a trial process is not in that group (reached only then)
 
 
 def hit(name: str) -> None:

@@ -20,7 +20,7 @@ from sweeps.engine.config import Objectives, ResourceSettings, SweepConfig
 from sweeps.engine.space import train_config_for
 
 __all__ = ["validate_before_launch", "check_confirm", "check_resources", "check_node_types", "node_types",
-           "local_resources", "check_tracking", "sqlite_schema_lock", "memory_floor_bytes"]
+           "local_resources", "check_tracking", "check_remote_state", "sqlite_schema_lock", "memory_floor_bytes"]
 
 LAYER_KEYS = ("harmful_layers.", "lora.blocks", "mining.block_", "mining.enabled")
 
@@ -162,16 +162,33 @@ def local_resources(res: ResourceSettings) -> dict[str, float]:
 
 
 def check_storage(cfg: SweepConfig) -> None:
-    """``storage_dir`` must be (or be creatable as) a writable folder; nothing is created here."""
-    root = cfg.storage_root
+    """The sweep's local state folder (``state_dir``, else ``storage_dir``) must be (or be creatable as) a
+    writable folder; nothing is created here. An object store and an RDB study are probed by
+    :func:`check_remote_state`."""
+    key = "state_dir" if cfg.state_dir or cfg.remote_storage else "storage_dir"
+    root = cfg.state_root
     for path in (cfg.sweep_dir, root):
         if path.exists() and not path.is_dir():
-            raise ConfigError(f"storage_dir: {path} exists and is not a folder")
+            raise ConfigError(f"{key}: {path} exists and is not a folder")
     existing = next(p for p in (root, *root.parents) if p.exists())
     if not existing.is_dir():
-        raise ConfigError(f"storage_dir: {existing} (on the way to {root}) is a file, not a folder")
+        raise ConfigError(f"{key}: {existing} (on the way to {root}) is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"storage_dir: {existing} is not writable, so {root} cannot be created or used")
+        raise ConfigError(f"{key}: {existing} is not writable, so {root} cannot be created or used")
+
+
+def check_remote_state(cfg: SweepConfig) -> list[str]:
+    """An object-store ``storage_dir`` is reachable and an RDB ``study_storage`` answers; returns what was
+    checked (empty when both are local)."""
+    from sweeps.engine.storage import probe_object_store
+    from sweeps.engine.study import probe_study_url
+
+    lines = []
+    if cfg.remote_storage:
+        lines.append(probe_object_store(cfg.storage_dir))
+    if cfg.study_storage:
+        lines.append(probe_study_url(cfg.study("probe").url))
+    return lines
 
 
 def check_objective(cfg: SweepConfig, objectives: Objectives, steps: int) -> None:
@@ -308,5 +325,6 @@ def validate_before_launch(cfg: SweepConfig, objectives: Objectives, ray_running
 
         if ray.is_initialized():
             check_resources(cfg.resources, dict(ray.cluster_resources()), "the Ray cluster")
+    check_remote_state(cfg)
     check_tracking(cfg.tracking_uri())
     return base

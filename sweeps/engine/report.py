@@ -54,7 +54,7 @@ def collect_rows(client, state: dict[str, Any], cfg: SweepConfig, objectives: Ob
                      **{k: m.get(f"eval/{k}") for k in columns(cfg, objectives)},
                      "params": {k: run.data.params.get(k) for k in searched if k},
                      "adapter_uri": f"{run.info.artifact_uri}/adapter",
-                     "trial_dir": str(cfg.storage_root / tags.get("crl.trial_dir", "")),
+                     "trial_dir": str(cfg.state_root / tags.get("crl.trial_dir", "")),
                      "model_uri": f"models:/{tags[LOGGED_MODEL_TAG]}" if LOGGED_MODEL_TAG in tags else None})
     axes = objectives.axes(cfg.objective.kind, cfg.objective.metric)
     front = pareto_front(rows, axes)
@@ -188,7 +188,7 @@ def rank_and_record(cfg: SweepConfig, client, state: dict[str, Any], objectives:
         counts = ", ".join(f"{sum(r['status'] == st for r in rows)} {st}" for st in sorted({r["status"] for r in rows}))
         why = (f"sweep {state['sweep_id']}: no trial produced the objective {'/'.join(keys)} "
                f"({len(rows)} trial run(s){': ' + counts if rows else ''}); the trials' errors are in "
-               f"{cfg.sweep_dir / 'ray'} (error.txt per trial), parent MLflow run {state['parent_run_id']}")
+               f"{cfg.ray_storage} (error.txt per trial), parent MLflow run {state['parent_run_id']}")
         mark_failed(client, state, cfg, "FAILED", why)
         if rows:
             log(format_table(rows, columns(cfg, objectives)))

@@ -20,7 +20,7 @@ from ray import tune
 from crl_core.config import config_hash, flatten_dotted, save_resolved_config, to_dict
 from crl_core.redaction import loggable_params, redact_secrets, redact_text
 from sweeps.engine import failpoints
-from sweeps.engine.durable import effective_trial_id, load_study, write_json_atomic
+from sweeps.engine.durable import effective_trial_id, write_json_atomic
 from sweeps.engine.mlflow_client import RetryingClient, find_or_create
 
 __all__ = ["LOGGED_MODEL_TAG", "client_for", "trial_run_id", "TrialTracker", "CloseTrialRuns", "sweep_state",
@@ -200,5 +200,5 @@ def mark_failed(client, state: dict[str, Any], cfg, status: str, why: str) -> No
         client.set_terminated(state["parent_run_id"], status)
         trials = client.search_runs([state["experiment_id"]], max_results=1, filter_string=(
             f"tags.`crl.sweep_id` = '{state['sweep_id']}' AND tags.`crl.role` = 'trial'"))
-        if not trials and load_study(cfg.sweep_dir, cfg.experiment) is None:
+        if not trials and cfg.study(state["sweep_id"]).load() is None:
             (cfg.sweep_dir / "sweep.json").unlink(missing_ok=True)

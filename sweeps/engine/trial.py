@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from sweeps.engine.durable import CONTINUE_KEY, effective_trial_id, trial_params
 from sweeps.engine.ray_private import drain_train_reports
 from sweeps.engine.runs import TrialTracker
 from sweeps.engine.space import SearchSpace, train_config_for
+from sweeps.engine.storage import local_checkpoint, train_run_name
 
 __all__ = ["TrialSpec", "run_trial_loop", "evaluate", "function_trial", "train_worker", "train_backed_trial"]
 
@@ -124,9 +124,10 @@ def run_trial_loop(spec: TrialSpec, config: dict[str, Any], trial_id: str, rank:
         report({"step": trainer.step, **last}, None)
 
 
-def _continued_from(config: dict[str, Any]) -> str | None:
+def _continued_from(config: dict[str, Any]):
+    """A continued trial's checkpoint as a local folder (downloaded when it is in an object store), or None."""
     cont = config.get(CONTINUE_KEY)
-    return cont["checkpoint"] if cont else None
+    return local_checkpoint(cont["checkpoint"] if cont else None)
 
 
 def function_trial(config: dict[str, Any], spec: TrialSpec) -> None:
@@ -143,7 +144,7 @@ def function_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None)
 
-    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext(_continued_from(config)) as resume_from:
+    with checkpoint.as_directory() if checkpoint else _continued_from(config) as resume_from:
         run_trial_loop(spec, config, trial_id, 0, 1, report, resume_from)
 
 
@@ -161,8 +162,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(checkpoint_dir))
                          if checkpoint_dir else None)
 
-    fallback = contextlib.nullcontext(_continued_from(loop_config["params"]))
-    with checkpoint.as_directory() if checkpoint else fallback as resume_from:
+    with checkpoint.as_directory() if checkpoint else _continued_from(loop_config["params"]) as resume_from:
         run_trial_loop(loop_config["spec"], loop_config["params"], loop_config["trial_id"],
                        ctx.get_world_rank(), ctx.get_world_size(), report, resume_from)
 
@@ -180,7 +180,8 @@ def train_backed_trial(config: dict[str, Any], spec: TrialSpec) -> None:
         train_worker, train_loop_config={"spec": spec, "params": config, "trial_id": trial_id},
         scaling_config=ray.train.ScalingConfig(num_workers=res.workers, use_gpu=res.gpus_per_worker > 0,
                                                resources_per_worker=per_worker),
-        run_config=ray.train.RunConfig(name=f"train-{tune.get_context().get_trial_id()}",  # new per segment
+        # new per segment; starts with the trial's own id, so a resume finds its checkpoints (storage.py)
+        run_config=ray.train.RunConfig(name=train_run_name(trial_id, tune.get_context().get_trial_id()),
                                        storage_path=spec.ray_storage,
                                        callbacks=[TuneReportCallback()],
                                        failure_config=ray.train.FailureConfig(max_failures=res.max_failures),

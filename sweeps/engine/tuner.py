@@ -1,14 +1,14 @@
 """The Tune segments of a sweep: on resume, one that continues the unfinished trials; then one that samples
 the remaining trials with Optuna's TPE (define-by-run over the conditional space) and ASHA.
 
-Every segment is a fresh ``tune.Tuner`` under ``<sweep>/ray/segment-<n>``; none is ever restored from Tune's
+Every segment is a fresh ``tune.Tuner`` under ``<ray storage>/segment-<n>`` (the sweep folder's ``ray/``, or
+``<storage_dir>/<experiment>/ray`` in an object store); none is ever restored from Tune's
 own snapshots (durable.py says why).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -22,11 +22,11 @@ from sweeps.engine.durable import (
     DurableOptunaSearch,
     TellStudy,
     effective_trial_id,
-    load_study,
     plan_resume,
-    study_storage,
 )
 from sweeps.engine.runs import CloseTrialRuns
+from sweeps.engine.storage import list_segments
+from sweeps.engine.study import StudyRef
 from sweeps.engine.trial import TrialSpec, function_trial, train_backed_trial
 
 __all__ = ["objective_keys", "run_segments", "trial_resources"]
@@ -54,7 +54,8 @@ def _run_config(cfg: SweepConfig, spec: TrialSpec, segment: int, callbacks) -> t
                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
 
 
-def new_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: int, num_samples: int, callbacks) -> tune.Tuner:
+def new_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, study: StudyRef, segment: int, num_samples: int,
+              callbacks) -> tune.Tuner:
     from optuna.samplers import TPESampler
     from ray.tune.schedulers import ASHAScheduler
 
@@ -62,7 +63,7 @@ def new_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: int, num_sa
     every = spec.eval_every or steps
     sampler = TPESampler(seed=cfg.seed + segment)  # another seed per segment: no replay of the startup draws
     space = spec.space.define_by_run(spec.base_train)  # conditional: inactive knobs are never sampled
-    common = {"space": space, "sampler": sampler, "study_name": cfg.experiment, "storage": study_storage(cfg.sweep_dir)}
+    common = {"space": space, "sampler": sampler, "study_name": study.name, "storage": study.storage()}
     if cfg.objective.kind == "multi":
         metric, mode, scheduler = None, None, None
         searcher = DurableOptunaSearch(metric=[m for m, _ in spec.objectives.multi],
@@ -80,11 +81,11 @@ def new_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: int, num_sa
         run_config=_run_config(cfg, spec, segment, callbacks))
 
 
-def continuation_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: int, todo: list[Continuation],
-                       callbacks) -> tune.Tuner:
+def continuation_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, study: StudyRef, segment: int,
+                       todo: list[Continuation], callbacks) -> tune.Tuner:
     """A segment that continues unfinished trials of earlier segments (no searcher, no scheduler: the
     trials were suggested already, and ASHA's earlier decisions are not replayed, so each runs to the end)."""
-    tell = TellStudy(cfg.sweep_dir, cfg.experiment, objective_keys(cfg, spec))
+    tell = TellStudy(study, objective_keys(cfg, spec))
     return tune.Tuner(
         trainable, param_space={CONTINUE_KEY: tune.grid_search([c.as_config() for c in todo])},
         tune_config=tune.TuneConfig(max_concurrent_trials=cfg.resources.max_concurrent_trials,
@@ -92,18 +93,13 @@ def continuation_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, segment: in
         run_config=_run_config(cfg, spec, segment, [*callbacks, tell]))
 
 
-def trials_in_study(cfg: SweepConfig) -> int:
+def trials_in_study(study_ref: StudyRef) -> int:
     """Trials that count toward ``num_samples``: every study trial except failed ones (a trial that errored
     without a result, or one a killed driver had suggested but not started)."""
     from optuna.trial import TrialState
 
-    study = load_study(cfg.sweep_dir, cfg.experiment)
+    study = study_ref.load()
     return 0 if study is None else sum(t.state != TrialState.FAIL for t in study.trials)
-
-
-def _segments(ray_storage: Path) -> list[int]:
-    return sorted(int(p.name.split("-")[1]) for p in ray_storage.glob("segment-*")
-                  if p.is_dir() and p.name.split("-")[1].isdigit())
 
 
 def run_segments(cfg: SweepConfig, client, state: dict[str, Any], spec: TrialSpec, resume: bool,
@@ -114,15 +110,17 @@ def run_segments(cfg: SweepConfig, client, state: dict[str, Any], spec: TrialSpe
     callbacks = [CloseTrialRuns(cfg.tracking_uri(), state["experiment_id"], state["sweep_id"]),
                  ProgressLog(lambda t: effective_trial_id(t.config, t.trial_id), int(spec.base_train.get("steps", 1)),
                              decode=spec.space.decode)]
-    segment = max(_segments(Path(spec.ray_storage)), default=0)
+    study = cfg.study(state["sweep_id"])
+    segment = max(list_segments(spec.ray_storage), default=0)
     if resume:
-        todo = plan_resume(cfg.sweep_dir, cfg.experiment, client, state, objective_keys(cfg, spec), log)
+        todo = plan_resume(study, spec.ray_storage, cfg.sweep_dir / "trials", client, state,
+                           objective_keys(cfg, spec), log)
         if todo:
             segment += 1
             log(f"continuing {len(todo)} unfinished trial(s) in segment {segment} of sweep {state['sweep_id']}")
-            continuation_tuner(cfg, trainable, spec, segment, todo, callbacks).fit()
-    remaining = cfg.num_samples - trials_in_study(cfg)
+            continuation_tuner(cfg, trainable, spec, study, segment, todo, callbacks).fit()
+    remaining = cfg.num_samples - trials_in_study(study)
     if remaining > 0:
         segment += 1
         log(f"running {remaining} new trial(s) in segment {segment} of sweep {state['sweep_id']}")
-        new_tuner(cfg, trainable, spec, segment, remaining, callbacks).fit()
+        new_tuner(cfg, trainable, spec, study, segment, remaining, callbacks).fit()

@@ -74,8 +74,12 @@ def test_smollm2_validates_before_launch(tmp_path):
     engine.validate_before_launch(cfg, margin_sweep.OBJECTIVES)
 
 
-def test_object_store_storage_dir_is_refused_before_launch():
-    # the engine keeps optuna.db / Tune state on a file system; an s3:// path must not silently
-    # become a local './s3:/...' folder whose results vanish with the job
-    with pytest.raises(ConfigError, match="object-store URI"):
-        _load(SMOLLM2, "storage_dir=s3://bucket/crl-sweeps")
+def test_an_object_store_storage_dir_is_accepted_with_a_local_state_folder():
+    # Tune state and checkpoints go to the bucket; sweep.json, optuna.db and the driver lock stay on a file
+    # system (state_dir), or the study goes to an RDB (study_storage); docs/sweeps.md "Object-store storage"
+    cfg = _load(SMOLLM2, "storage_dir=s3://bucket/crl-sweeps", "state_dir=/mnt/crl-shared/state",
+                "study_storage=postgresql://crl@optuna-db/optuna")
+    assert cfg.ray_storage == f"s3://bucket/crl-sweeps/{cfg.experiment}/ray"
+    assert str(cfg.sweep_dir) == f"/mnt/crl-shared/state/{cfg.experiment}"
+    with pytest.raises(ConfigError, match="credentials and options do not belong"):
+        _load(SMOLLM2, "storage_dir=s3://key:secret@bucket/crl-sweeps")

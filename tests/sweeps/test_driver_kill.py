@@ -21,6 +21,7 @@ from crl_core.config import ConfigError
 from sweeps import margin_sweep
 from sweeps.engine import DriverLock
 from sweeps.engine.durable import TRIAL_ID_ATTR, plan_resume
+from sweeps.engine.study import StudyRef
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -180,7 +181,9 @@ def test_plan_resume_reconciles_the_study_with_mlflow_and_finds_the_newest_compl
     _fake_checkpoint(sweep_dir / "ray" / "segment-1" / "trial_c" / "checkpoint_000001", step=6, torn=True)
     _fake_checkpoint(sweep_dir / "trials" / "c" / "checkpoint", step=4)
 
-    todo = plan_resume(sweep_dir, "s", client, {"experiment_id": exp, "sweep_id": "s1"}, ["score"], log=lambda m: None)
+    ref = StudyRef(f"sqlite:///{sweep_dir / 'optuna.db'}", "s", sweep_dir / "optuna.db")
+    state = {"experiment_id": exp, "sweep_id": "s1"}
+    todo = plan_resume(ref, str(sweep_dir / "ray"), sweep_dir / "trials", client, state, ["score"], log=lambda m: None)
 
     assert [(t.trial_id, t.number, t.step) for t in todo] == [("c", c.number, 4)]  # the torn step-6 copy is skipped
     assert todo[0].checkpoint == str(sweep_dir / "trials" / "c" / "checkpoint") and todo[0].params == c.params
@@ -192,5 +195,5 @@ def test_plan_resume_reconciles_the_study_with_mlflow_and_finds_the_newest_compl
     assert status == {"a": "FINISHED", "c": "RUNNING", "d": "FINISHED", "e": "FINISHED", "f": "KILLED"}
     assert "crl.orphaned" in client.get_run(runs["f"]).data.tags  # no study trial names it
     assert client.get_run(other_sweep).info.status == "RUNNING"  # another sweep's trial is left alone
-    assert plan_resume(sweep_dir, "s", client, {"experiment_id": exp, "sweep_id": "s1"}, ["score"],
+    assert plan_resume(ref, str(sweep_dir / "ray"), sweep_dir / "trials", client, state, ["score"],
                        log=lambda m: None)[0].trial_id == "c"  # idempotent
