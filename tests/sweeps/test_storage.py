@@ -59,6 +59,16 @@ def test_an_object_store_uri_keeps_the_durable_state_in_a_local_folder(tmp_path,
     assert not local.remote_storage and local.ray_storage == str(tmp_path / "s" / "e" / "ray")
 
 
+def test_a_study_database_password_never_reaches_the_logged_params():
+    from crl_core.config import flatten_dotted, to_dict
+    from crl_core.redaction import loggable_params
+
+    cfg = _cfg(storage_dir="s3://my-bucket/x", study_storage=f"postgresql://crl:{SECRET}@db.internal/optuna")
+    params = loggable_params(flatten_dotted(to_dict(cfg)))  # what sweep_state logs on the parent run
+    assert params["study_storage"] == "postgresql://crl:***@db.internal/optuna"
+    assert not any(SECRET in v for v in params.values())
+
+
 @pytest.mark.parametrize("key,value,message", [
     ("storage_dir", f"s3://AKIAIOSFODNN7EXAMPLE:{SECRET}@bucket/x", "credentials and options do not belong"),
     ("storage_dir", f"s3://bucket/x?secret_key={SECRET}", "credentials and options do not belong"),
