@@ -22,8 +22,9 @@ from crl_core.redaction import redact_text
 __all__ = ["OBJECT_STORE_SCHEMES", "is_uri", "check_storage_uri", "join", "filesystem", "probe_object_store",
            "train_run_name", "list_segments", "checkpoint_candidates", "local_checkpoint"]
 
-# what pyarrow.fs.FileSystem.from_uri resolves to an object store / distributed file system
-OBJECT_STORE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs")
+# object stores pyarrow.fs.FileSystem.from_uri resolves (bucket or container first in the path); HDFS is
+# left out: its URIs name a host, not a bucket, and nothing here was tried on it
+OBJECT_STORE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss")
 
 
 def is_uri(location: str) -> bool:
