@@ -6,7 +6,9 @@ One module per job (docs/sweeps.md has the walk-through):
 - ``preflight``: every check before Ray starts; ``cluster``: the Ray it runs on and the driver lock;
 - ``trial``: one trial's loop (in the Tune trial, or as Ray Train DDP workers); ``runs``: its MLflow records
   (``mlflow_client``: retries through outages);
-- ``durable``: the state a resume trusts; ``tuner``: the Tune segments; ``report``: ranking, table, Pareto;
+- ``durable``: the state a resume trusts; ``storage``: where Tune's state and checkpoints live (a folder or
+  an object store); ``study``: where the Optuna study lives (the sweep folder or an RDB);
+- ``tuner``: the Tune segments; ``report``: ranking, table, Pareto; ``confirm``: the held-out confirmation;
 - ``driver``: ``run_sweep``; ``console``: what the terminal shows; ``failpoints``: deliberate kills for
   bench/fault_matrix.py; ``ray_private``: the two private Ray APIs used, isolated.
 
