@@ -283,15 +283,21 @@ class SweepConfig(ConfigBase):
         """Where Tune and Train persist this sweep's segments and checkpoints: a path or a URI."""
         return join(self.storage_dir, self.experiment, "ray") if self.remote_storage else str(self.sweep_dir / "ray")
 
+    @property
+    def study_url(self) -> str:
+        """The Optuna study's storage: ``study_storage`` (a relative sqlite path resolved like the results),
+        else ``optuna.db`` in the sweep folder."""
+        url = self.study_storage or f"sqlite:///{self.sweep_dir / 'optuna.db'}"
+        if url.startswith("sqlite:///"):
+            url = f"sqlite:///{resolve_result_path(url[len('sqlite:///'):])}"
+        return url
+
     def study(self, sweep_id: str) -> StudyRef:
         """The sweep's Optuna study: in its folder (named after the experiment), or in ``study_storage`` (named
         after the sweep id, so sweeps of the same name in other state folders never share a study)."""
         if self.study_storage:
-            url = self.study_storage
-            if url.startswith("sqlite:///"):
-                url = f"sqlite:///{resolve_result_path(url[len('sqlite:///'):])}"
-            return StudyRef(url, sweep_id)
-        return StudyRef(f"sqlite:///{self.sweep_dir / 'optuna.db'}", self.experiment, self.sweep_dir / "optuna.db")
+            return StudyRef(self.study_url, sweep_id)
+        return StudyRef(self.study_url, self.experiment, self.sweep_dir / "optuna.db")
 
     def tracking_uri(self) -> str:
         uri = self.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI", "") or "sqlite:///mlflow.db"

@@ -85,7 +85,7 @@ def run_sweep(cfg: SweepConfig, objectives: Objectives, resume: bool = False,
     if cfg.remote_storage or cfg.study_storage:
         log(f"durable state (sweep record, driver lock{'' if cfg.study_storage else ', Optuna study'}) in "
             f"{cfg.sweep_dir}; Tune state and checkpoints in {cfg.ray_storage}"
-            + (f"; the study in {redact_uri(cfg.study('').url)}" if cfg.study_storage else ""))
+            + (f"; the study in {redact_uri(cfg.study_url)}" if cfg.study_storage else ""))
     client = client_for(cfg.tracking_uri())
     # each trial checkpoint forces a snapshot (num_to_keep=1): intended here, so not worth a warning each time
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")

@@ -177,18 +177,15 @@ def check_storage(cfg: SweepConfig) -> None:
         raise ConfigError(f"{key}: {existing} is not writable, so {root} cannot be created or used")
 
 
-def check_remote_state(cfg: SweepConfig) -> list[str]:
-    """An object-store ``storage_dir`` is reachable and an RDB ``study_storage`` answers; returns what was
-    checked (empty when both are local)."""
+def check_remote_state(cfg: SweepConfig) -> None:
+    """An object-store ``storage_dir`` is reachable and an RDB ``study_storage`` answers (network: last)."""
     from sweeps.engine.storage import probe_object_store
     from sweeps.engine.study import probe_study_url
 
-    lines = []
     if cfg.remote_storage:
-        lines.append(probe_object_store(cfg.storage_dir))
+        probe_object_store(cfg.storage_dir)
     if cfg.study_storage:
-        lines.append(probe_study_url(cfg.study("probe").url))
-    return lines
+        probe_study_url(cfg.study_url)
 
 
 def check_objective(cfg: SweepConfig, objectives: Objectives, steps: int) -> None:
