@@ -1,6 +1,7 @@
 """Fault matrix: kill the sweep driver at random moments and inside each state write, resume every time.
 
     python bench/fault_matrix.py [--random 20] [--per-window 5] [--seed 0] [--out outputs/bench/fault_matrix.json]
+                                 [--storage folder|s3]
 
 Each case is a fresh tiny sweep (a tiny random Llama saved to disk, 3 trials of 8 steps, evaluated every 2
 steps, 2 trials at a time, no ASHA stop) started as ``python sweeps/margin_sweep.py`` in its own process
@@ -21,11 +22,17 @@ that moment: finished / running trial runs) and whether the resume exited 0. Tot
 finished-not-rerun (every trial run that was FINISHED at the kill keeps its run id, status and evaluation
 history), duplicate MLflow runs (a trial id with more than one run), and the Optuna trial states at the
 end (all ``num_samples`` COMPLETE, none RUNNING). Wall time: ~1 minute per case on 2 cores.
+
+``--storage s3``: every case's Tune state and checkpoints go to a bucket of a local S3-compatible server
+(moto on 127.0.0.1, started here; ``storage_dir=s3://...``) and its durable state to the case's local state
+folder (docs/sweeps.md, "Object-store storage"); a case also fails if anything of Tune's landed in the
+state folder. The ``tune_state`` window is the folder's only (it tears Tune's files on the local disk).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -48,17 +55,21 @@ WINDOWS = ("tune_state", "mlflow_close", "mlflow_metrics", "adapter_upload")
 # 3 runs, a trial process evaluates 4 times per trial (and may run two trials)
 PASSES = {"tune_state": (1, 10), "mlflow_close": (1, 3), "mlflow_metrics": (1, 5), "adapter_upload": (1, 5)}
 NUM_SAMPLES = 3
+BUCKET = "crl-fault-matrix"  # --storage s3
 
 from sweeps.tiny import make_tiny_model  # noqa: E402  (after the sys.path line)
 
 
-def write_sweep_yaml(case_dir: Path, model_dir: Path) -> Path:
+def write_sweep_yaml(case_dir: Path, model_dir: Path, storage: str = "folder") -> Path:
     import yaml
 
     from sweeps.tiny import tiny_sweep
 
+    where = {} if storage == "folder" else {"storage_dir": f"s3://{BUCKET}/{case_dir.name}",
+                                             "state_dir": str(case_dir / "sweeps")}
     data = tiny_sweep(model_dir, case_dir, experiment="fault", num_samples=NUM_SAMPLES,
-                      train={"overrides": {"steps": 8}}, objective={"grace_rungs": 4}, resources={"num_cpus": 2})
+                      train={"overrides": {"steps": 8}}, objective={"grace_rungs": 4}, resources={"num_cpus": 2},
+                      **where)
     path = case_dir / "sweep.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -151,9 +162,10 @@ def study_states(case_dir: Path) -> Counter:
     return Counter(t.state.name for t in study.trials)
 
 
-def run_case(kind: str, case_dir: Path, model_dir: Path, rng: random.Random, clean_wall: float) -> dict:
+def run_case(kind: str, case_dir: Path, model_dir: Path, rng: random.Random, clean_wall: float,
+             storage: str = "folder") -> dict:
     case_dir.mkdir(parents=True)
-    cfg = write_sweep_yaml(case_dir, model_dir)
+    cfg = write_sweep_yaml(case_dir, model_dir, storage)
     db = case_dir / "mlflow.db"
     if kind == "random":  # a moment while the sweep exists (from its sweep.json on) and runs
         delay = rng.uniform(0.0, 0.95) * clean_wall
@@ -187,9 +199,10 @@ def run_case(kind: str, case_dir: Path, model_dir: Path, rng: random.Random, cle
         if by_trial.get(trial, (None, None))[0] != run_id or by_trial[trial][1] != "FINISHED"
         or eval_history(db, run_id) != histories[run_id])
     row["optuna"] = dict(study_states(case_dir))
+    row["tune_state_in_state_folder"] = storage != "folder" and (case_dir / "sweeps" / "fault" / "ray").exists()
     row["ok"] = (row["resume_exit"] in (0, None) and row["duplicate_runs"] == 0 and not row["finished_rerun"]
                  and row["optuna"].get("COMPLETE", 0) + row["optuna"].get("PRUNED", 0) == NUM_SAMPLES
-                 and "RUNNING" not in row["optuna"])
+                 and "RUNNING" not in row["optuna"] and not row["tune_state_in_state_folder"])
     return row
 
 
@@ -201,16 +214,29 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "fault_matrix.json"))
     p.add_argument("--keep", action="store_true", help="keep the case folders")
+    p.add_argument("--storage", choices=("folder", "s3"), default="folder",
+                   help="where Tune's state and checkpoints go: the sweep folder, or a local S3 server's bucket")
     args = p.parse_args(argv)
+    windows = [w for w in args.windows.split(",") if w]
+    unknown = [w for w in windows if w not in WINDOWS]
+    if unknown:
+        p.error(f"--windows: unknown {', '.join(unknown)}; known: {', '.join(WINDOWS)}")
+    if args.storage == "s3" and "tune_state" in windows and args.per_window:
+        p.error("--windows: tune_state tears Tune's files on the local disk; with --storage s3 leave it out")
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="crl-fault-matrix-"))
     t0 = time.time()
+    stack = contextlib.ExitStack()
+    if args.storage == "s3":
+        from sweeps.tiny import local_s3
+
+        stack.enter_context(local_s3(BUCKET))  # the drivers started below inherit its environment
     try:
         model_dir = make_tiny_model(work / "tiny-model")
         clean = work / "clean"
         clean.mkdir()
         seen: dict = {}
-        code, clean_total, _ = run_driver(write_sweep_yaml(clean, model_dir), clean, "driver.log", False, None, None,
+        code, clean_total, _ = run_driver(write_sweep_yaml(clean, model_dir, args.storage), clean, "driver.log", False, None, None,
                                           900, clock_from=clean / "sweeps" / "fault" / "sweep.json", seen=seen)
         clean_wall = clean_total - seen.get("at_s", 0.0)  # the part of the run after the sweep exists
         if code != 0:
@@ -218,15 +244,16 @@ def main(argv=None) -> int:
             raise SystemExit("fault_matrix: the unharmed sweep failed; nothing to measure")
         print(f"unharmed sweep: {clean_total:.1f} s wall, {clean_wall:.1f} s of it after sweep.json appeared "
               "(random kills are drawn within that part)", flush=True)
-        kinds = ["random"] * args.random + [w for w in args.windows.split(",") if w for _ in range(args.per_window)]
+        kinds = ["random"] * args.random + [w for w in windows for _ in range(args.per_window)]
         rows = []
         for i, kind in enumerate(kinds):
-            row = run_case(kind, work / f"case-{i:02d}-{kind}", model_dir, rng, clean_wall)
+            row = run_case(kind, work / f"case-{i:02d}-{kind}", model_dir, rng, clean_wall, args.storage)
             rows.append(row)
             print(f"[{i + 1}/{len(kinds)}] {kind:14s} {json.dumps(row['phase'])} resume_exit={row['resume_exit']} "
                   f"dup={row['duplicate_runs']} rerun={row['finished_rerun']} optuna={row['optuna']} "
                   f"{'OK' if row['ok'] else 'FAILED'}", flush=True)
     finally:
+        stack.close()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     killed = [r for r in rows if r["phase"]["driver_killed"]]

@@ -1,14 +1,19 @@
-"""A tiny sweep on a tiny random model (seconds per trial on one CPU), shared by the tests and the benchmarks
-that run real sweeps (tests/sweeps/conftest.py, bench/fault_matrix.py)."""
+"""A tiny sweep on a tiny random model (seconds per trial on one CPU), and a local S3-compatible server for
+object-store storage, shared by the tests and the benchmarks that run real sweeps (tests/sweeps/conftest.py,
+tests/sweeps/test_storage.py, bench/fault_matrix.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from crl_core.config import apply_overrides
 
-__all__ = ["make_tiny_model", "tiny_sweep"]
+__all__ = ["make_tiny_model", "tiny_sweep", "local_s3"]
 
 
 def make_tiny_model(folder: Path, num_layers: int = 3) -> Path:
@@ -46,3 +51,32 @@ def tiny_sweep(model_dir: Path, out_dir: Path, **changes: Any) -> dict[str, Any]
         "tracking": {"uri": f"sqlite:///{out_dir / 'mlflow.db'}", "artifact_root": str(out_dir / "mlruns")},
     }
     return apply_overrides(data, changes)
+
+
+@contextlib.contextmanager
+def local_s3(bucket: str) -> Iterator[dict[str, str]]:
+    """moto's S3 server on 127.0.0.1 (a free port) with ``bucket``, for as long as the block runs. This
+    process's environment points S3 clients (pyarrow, boto3) at it meanwhile, so drivers started from here
+    inherit it; yields that environment. Needs the ``dev`` extra (moto)."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_EC2_METADATA_DISABLED": "true"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket=bucket)
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()

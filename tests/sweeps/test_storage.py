@@ -27,6 +27,7 @@ from sweeps.engine.storage import (
     train_run_name,
 )
 from sweeps.engine.study import StudyRef, probe_study_url
+from sweeps.tiny import local_s3
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "crl-sweeps-test"
@@ -92,31 +93,8 @@ def test_unusable_storage_settings_are_one_clear_error_that_shows_no_secret(key,
 @pytest.fixture(scope="module")
 def s3_env():
     """moto's S3 server on 127.0.0.1 (a free port) with one bucket; the environment a client needs."""
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_EC2_METADATA_DISABLED": "true"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        import boto3
-
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
+    with local_s3(BUCKET) as env:
         yield env
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        server.stop()
 
 
 def _put(uri: str, files: dict[str, bytes]) -> None:
