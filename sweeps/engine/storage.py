@@ -82,12 +82,13 @@ def probe_object_store(uri: str, key: str = "storage_dir") -> str:
     return f"trial checkpoints and Tune state go to {uri} (bucket reachable)"
 
 
-def _listing(location: str, selector_recursive: bool = False):
+def _listing(location: str):
+    """``(filesystem, the entries directly under location)``; no entries when it does not exist."""
     import pyarrow.fs as pafs
 
     fs, path = filesystem(location)
     try:
-        return fs, fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=selector_recursive))
+        return fs, fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     except (FileNotFoundError, NotADirectoryError):
         return fs, []
 
