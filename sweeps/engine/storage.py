@@ -98,13 +98,19 @@ def train_run_name(trial_id: str, tune_trial_id: str) -> str:
     return f"train-{trial_id}-{tune_trial_id}"
 
 
-def list_segments(ray_storage: str) -> list[int]:
-    """The segment numbers Tune has folders for under ``ray_storage`` (``segment-<n>``)."""
+def _folders(infos) -> list[str]:
     import pyarrow.fs as pafs
 
-    _, infos = _listing(ray_storage)
-    names = [i.base_name for i in infos if i.type == pafs.FileType.Directory]
-    return sorted(int(n.split("-", 1)[1]) for n in names if n.startswith("segment-") and n.split("-", 1)[1].isdigit())
+    return [i.base_name for i in infos if i.type == pafs.FileType.Directory]
+
+
+def _segment_numbers(folders: list[str]) -> list[int]:
+    return sorted(int(n.split("-", 1)[1]) for n in folders if n.startswith("segment-") and n.split("-", 1)[1].isdigit())
+
+
+def list_segments(ray_storage: str) -> list[int]:
+    """The segment numbers Tune has folders for under ``ray_storage`` (``segment-<n>``)."""
+    return _segment_numbers(_folders(_listing(ray_storage)[1]))
 
 
 def _manifest_step(fs, folder: str) -> int | None:
@@ -130,18 +136,18 @@ def checkpoint_candidates(ray_storage: str, trial_id: str) -> list[tuple[str, in
     Train-backed trial's in its Train runs ``train-<id>-*/checkpoint_*``."""
     import pyarrow.fs as pafs
 
-    _, top = _listing(ray_storage)
-    folders = [f"segment-{n}/trial_{trial_id}" for n in list_segments(ray_storage)]
-    folders += sorted(i.base_name for i in top if i.type == pafs.FileType.Directory
-                      and i.base_name.startswith(f"train-{trial_id}-"))
+    top = _folders(_listing(ray_storage)[1])  # one listing of the storage root for both kinds
+    folders = [f"segment-{n}/trial_{trial_id}" for n in _segment_numbers(top)]
+    folders += sorted(n for n in top if n.startswith(f"train-{trial_id}-"))
     found = []
     for folder in folders:
-        fs, infos = _listing(join(ray_storage, *folder.split("/")))
+        location = join(ray_storage, *folder.split("/"))
+        fs, infos = _listing(location)
         for info in infos:
             if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
                 step = _manifest_step(fs, info.path)
                 if step is not None:
-                    found.append((join(ray_storage, *folder.split("/"), info.base_name), step))
+                    found.append((join(location, info.base_name), step))
     return found
 
 
