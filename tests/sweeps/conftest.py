@@ -71,3 +71,22 @@ def sweep_yaml(tmp_path, tiny_model_dir):
         return path
 
     return write
+
+
+@pytest.fixture
+def fake_checkpoint():
+    """Write a trial checkpoint folder as the trainer does: an adapter, the trainer state and, last, its
+    ``checkpoint.json`` manifest; ``torn=True``: a copy cut short (the manifest arrived, the trainer state did
+    not fully). Returns the folder."""
+    from crl_core.training.trainer import write_checkpoint_manifest
+
+    def write(folder: Path, step: int, torn: bool = False) -> Path:
+        (folder / "adapter").mkdir(parents=True)
+        (folder / "adapter" / "adapter_model.safetensors").write_bytes(b"x" * 64)
+        (folder / "trainer_state.pt").write_bytes(b"y" * 32)
+        write_checkpoint_manifest(folder, step)
+        if torn:
+            (folder / "trainer_state.pt").write_bytes(b"y" * 5)
+        return folder
+
+    return write

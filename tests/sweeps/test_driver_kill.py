@@ -133,19 +133,7 @@ def test_a_second_driver_on_the_same_sweep_is_refused(tmp_path):
         pass
 
 
-def _fake_checkpoint(folder: Path, step: int, torn: bool = False) -> Path:
-    from crl_core.training.trainer import write_checkpoint_manifest
-
-    (folder / "adapter").mkdir(parents=True)
-    (folder / "adapter" / "adapter_model.safetensors").write_bytes(b"x" * 64)
-    (folder / "trainer_state.pt").write_bytes(b"y" * 32)
-    write_checkpoint_manifest(folder, step)
-    if torn:  # a copy cut short: the manifest arrived, a file did not (fully)
-        (folder / "trainer_state.pt").write_bytes(b"y" * 5)
-    return folder
-
-
-def test_plan_resume_reconciles_the_study_with_mlflow_and_finds_the_newest_complete_checkpoint(tmp_path):
+def test_plan_resume_reconciles_the_study_with_mlflow_and_finds_the_newest_complete_checkpoint(tmp_path, fake_checkpoint):
     import optuna
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState
@@ -177,9 +165,9 @@ def test_plan_resume_reconciles_the_study_with_mlflow_and_finds_the_newest_compl
     client.set_terminated(runs["a"], "FINISHED")
     client.log_metric(runs["d"], "eval/score", 0.25, step=4)
     client.set_terminated(runs["d"], "FINISHED")
-    _fake_checkpoint(sweep_dir / "ray" / "segment-1" / "trial_c" / "checkpoint_000000", step=2)
-    _fake_checkpoint(sweep_dir / "ray" / "segment-1" / "trial_c" / "checkpoint_000001", step=6, torn=True)
-    _fake_checkpoint(sweep_dir / "trials" / "c" / "checkpoint", step=4)
+    fake_checkpoint(sweep_dir / "ray" / "segment-1" / "trial_c" / "checkpoint_000000", step=2)
+    fake_checkpoint(sweep_dir / "ray" / "segment-1" / "trial_c" / "checkpoint_000001", step=6, torn=True)
+    fake_checkpoint(sweep_dir / "trials" / "c" / "checkpoint", step=4)
 
     ref = StudyRef(f"sqlite:///{sweep_dir / 'optuna.db'}", "s", sweep_dir / "optuna.db")
     state = {"experiment_id": exp, "sweep_id": "s1"}

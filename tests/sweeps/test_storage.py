@@ -105,12 +105,13 @@ def _put(uri: str, files: dict[str, bytes]) -> None:
             fh.write(data)
 
 
-def _fake_checkpoint(uri: str, step: int, torn: bool = False) -> None:
-    files = {"adapter/adapter_model.safetensors": b"x" * 64, "trainer_state.pt": b"y" * 32}
-    manifest = {"step": step, "files": {k: len(v) for k, v in files.items()}}
-    if torn:  # the manifest arrived, a file did not (fully)
-        files["trainer_state.pt"] = b"y" * 5
-    _put(uri, {**files, "checkpoint.json": json.dumps(manifest).encode()})
+def _upload(folder: Path, location: str) -> None:
+    """Copy a local checkpoint folder to ``location`` (a folder or a URI), file by file as Tune persists it."""
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(location)
+    fs.create_dir(path, recursive=True)
+    pafs.copy_files(str(folder), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
 
 def test_the_bucket_is_probed_before_launch(s3_env):
@@ -123,8 +124,13 @@ def test_the_bucket_is_probed_before_launch(s3_env):
 
 
 @pytest.mark.parametrize("where", ["folder", "s3"])
-def test_checkpoints_in_an_object_store_are_found_checked_and_downloaded(where, s3_env, tmp_path):
+def test_checkpoints_in_an_object_store_are_found_checked_and_downloaded(where, s3_env, tmp_path, fake_checkpoint):
     ray_storage = f"s3://{BUCKET}/ckpt-test/ray" if where == "s3" else str(tmp_path / "sweep" / "ray")
+    made = iter(range(100))
+
+    def _fake_checkpoint(location: str, step: int, torn: bool = False) -> None:
+        _upload(fake_checkpoint(tmp_path / "made" / str(next(made)), step, torn), location)
+
     _fake_checkpoint(f"{ray_storage}/segment-1/trial_c/checkpoint_000000", step=2)
     _fake_checkpoint(f"{ray_storage}/segment-2/trial_c/checkpoint_000000", step=4)
     _fake_checkpoint(f"{ray_storage}/segment-2/trial_c/checkpoint_000001", step=6, torn=True)
@@ -143,7 +149,7 @@ def test_checkpoints_in_an_object_store_are_found_checked_and_downloaded(where, 
     if where == "folder":
         return  # the rest (a trial's own folder, the download) is the object store's
     # a local trial folder is never trusted with remote storage: it is on whichever node ran the trial
-    _fake_checkpoint(str(tmp_path / "trials" / "c" / "checkpoint"), step=7)
+    fake_checkpoint(tmp_path / "trials" / "c" / "checkpoint", step=7)
     location, step = newest_checkpoint(ray_storage, tmp_path / "trials", "c")
     assert (location, step) == (f"{train_run}/checkpoint_2026-12-05_10-00-00.000000", 5)
     with local_checkpoint(location) as folder:
