@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crl_core.config import ConfigError
-from crl_core.redaction import redact_uri
+from crl_core.redaction import redact_text, redact_uri
 
 __all__ = ["StudyRef", "check_study_url", "probe_study_url"]
 
@@ -45,8 +45,6 @@ def probe_study_url(url: str) -> str:
         storage.get_all_studies()
         storage.engine.dispose()
     except Exception as exc:  # ImportError (no DB driver), OperationalError, ...
-        from crl_core.redaction import redact_text
-
         raise ConfigError(f"study_storage: {redact_uri(url)} cannot be opened: "
                           f"{redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:300]}") from None
     return f"the Optuna study is kept in {redact_uri(url)}"
