@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import sys
 import time
@@ -13,22 +14,38 @@ from crl_core.config import ConfigError
 __all__ = ["main", "build_parser"]
 
 
-def _cmd_model_prepare(args: argparse.Namespace) -> int:
-    if args.name == "smollm2-refusal":
-        from crl_core.models.refusal_base import prepare_refusal_base
-
-        print(prepare_refusal_base(force=args.force, log=lambda m: print(m, flush=True)))
-        return 0
-    if args.name not in ("smollm2", "smollm2-135m-instruct"):
-        raise ConfigError(f"crl model prepare: unknown model '{args.name}'; preparable: smollm2, smollm2-refusal "
-                          "(the organism is committed; other models load from a folder or the hub)")
+def _prepare_smollm2(force: bool) -> str:
+    from crl_core.models.portable import register_base
     from crl_core.models.smollm2 import prepare_smollm2
 
-    path = prepare_smollm2(force=args.force)
-    from crl_core.models.portable import register_base
-
+    path = prepare_smollm2(force=force)
     register_base("smollm2")  # adapters on it then load with AutoPeftModelForCausalLM, offline
-    print(path)
+    return str(path)
+
+
+def _prepare_refusal_base(force: bool) -> str:
+    from crl_core.training.refusal_base import prepare_refusal_base
+
+    return str(prepare_refusal_base(force=force, log=lambda m: print(m, flush=True)))
+
+
+def _preparers() -> dict:
+    """Named model (its registered folder function, so aliases resolve through the registry) -> its build."""
+    from crl_core.models import named
+
+    return {named.smollm2_dir: _prepare_smollm2, named.smollm2_refusal_dir: _prepare_refusal_base}
+
+
+def _cmd_model_prepare(args: argparse.Namespace) -> int:
+    from crl_core.registry import MODELS
+
+    preparers = _preparers()
+    build = preparers.get(MODELS.get(args.name)) if args.name in MODELS else None
+    if build is None:
+        known = [n for n in MODELS.names() if MODELS.get(n) in preparers]
+        raise ConfigError(f"crl model prepare: unknown model '{args.name}'; preparable: {', '.join(known)} "
+                          "(the organism is committed; other models load from a folder or the hub)")
+    print(build(args.force))
     return 0
 
 
@@ -164,15 +181,31 @@ def _cmd_judge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_sweep(argv: list[str]) -> int:
-    """``crl sweep ...`` = ``python sweeps/margin_sweep.py ...``. Ray is imported only here: ``import crl_core``
-    and ``crl --help`` never load it."""
-    try:
-        from sweeps import margin_sweep
-    except ImportError as exc:
-        print(f"crl: error: crl sweep needs the sweeps package of a crl-sweep install ({exc})", file=sys.stderr)
+COMMANDS_GROUP = "crl_sweep.commands"
+
+
+def plugin_commands() -> dict[str, importlib.metadata.EntryPoint]:
+    """Commands that installed packages declare under the ``crl_sweep.commands`` entry-point group, each a
+    ``main(argv, prog=...) -> int``: the ``sweeps`` package declares ``crl sweep`` (pyproject.toml), so the
+    library never imports a recipe. Nothing is imported until a command is run."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=COMMANDS_GROUP)}
+
+
+def _run_plugin(name: str, argv: list[str]) -> int:
+    """``crl sweep ...`` = ``python sweeps/margin_sweep.py ...``: Ray is imported only here, so ``import
+    crl_core`` and ``crl --help`` never load it."""
+    ep = plugin_commands().get(name)
+    if ep is None:  # not declared: the package that provides it is not installed
+        print(f"crl: error: no installed package provides `crl {name}` (entry point group {COMMANDS_GROUP}; "
+              "reinstall crl-sweep with scripts/setup.sh)", file=sys.stderr)
         return 2
-    return margin_sweep.main(argv, prog="crl sweep")
+    try:
+        command = ep.load()
+    except ImportError as exc:
+        print(f"crl: error: crl {name} needs {ep.value.split(':')[0]}, which cannot be imported ({exc})",
+              file=sys.stderr)
+        return 2
+    return command(argv, prog=f"crl {name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,16 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
     jd.add_argument("--no-coherence", action="store_true", help="skip the perplexity rule (no model loaded)")
     jd.set_defaults(func=_cmd_judge)
 
-    # listed for --help only: main() hands everything after `sweep` to the recipe's own parser
-    sub.add_parser("sweep", help="run (or resume) a Ray Tune + Optuna sweep of a defense: the same command and "
-                                 "options as `python sweeps/margin_sweep.py` (crl sweep --help)")
+    # listed for --help only: main() hands everything after a plugin command to the plugin's own parser
+    for name, ep in sorted(plugin_commands().items()):
+        sub.add_parser(name, help=f"provided by {ep.value.split(':')[0]} (crl {name} --help lists its options)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["sweep"]:
-        return _cmd_sweep(args_list[1:])
+    if args_list[:1] and args_list[0] in plugin_commands():
+        return _run_plugin(args_list[0], args_list[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)

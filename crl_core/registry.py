@@ -21,7 +21,7 @@ from crl_core.config import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["Registry", "ATTACKS", "JUDGES", "METHODS", "MODELS", "METRICS", "EVAL_PRESETS"]
+__all__ = ["Registry", "ATTACKS", "JUDGES", "METHODS", "MODELS", "METRICS", "EVAL_PRESETS", "DATA_PRESETS"]
 
 
 class Registry(Generic[T]):
@@ -76,3 +76,4 @@ METHODS: Registry[Any] = Registry("method", "crl_core.methods")
 MODELS: Registry[Any] = Registry("model", "crl_core.models.named")
 METRICS: Registry[Any] = Registry("metric", "crl_core.metrics")
 EVAL_PRESETS: Registry[Any] = Registry("evaluation preset", "crl_core.evaluation.presets")
+DATA_PRESETS: Registry[Any] = Registry("data preset", "crl_core.training.data")

@@ -36,9 +36,10 @@ SMOKE_CONFIG = ROOT / "sweeps" / "configs" / "smoke.yaml"
 # only in trials where it is on, how often a step uses mined states and how hard the attacker is trained
 # after each re-init. Sampling order is this order (a condition names a key declared above it).
 MINING_ON = {"mining.enabled": True}
+MARGIN = {"type": "uniform", "low": 0.0, "high": 1.9}  # the one place of this bound (tiny.py, configs/ inherit it)
 SEARCH_SPACE = {
-    "triplet.margin_benign": {"type": "uniform", "low": 0.0, "high": 1.9},
-    "triplet.margin_harmful": {"type": "uniform", "low": 0.0, "high": 1.9},
+    "triplet.margin_benign": MARGIN,
+    "triplet.margin_harmful": MARGIN,
     "harmful_layers.start": {"type": "int", "low": 1, "high": 3},
     "harmful_layers.width": {"type": "int", "low": 1, "high": 2},
     "optim.lr": {"type": "loguniform", "low": 5e-4, "high": 5e-3},
@@ -55,8 +56,8 @@ def score(m: dict[str, float]) -> float:
 
 
 def robust_score(m: dict[str, float]) -> float:
-    """The robustness objective (higher is better; not the default until bench/objective_validity.py
-    supports it; docs/sweeps.md, "Objectives"): ``score`` with the binary
+    """The robustness objective and the default sweep's (higher is better; validated against the strong suite by
+    bench/objective_validity.py: docs/results.md; docs/sweeps.md, "Objectives"): ``score`` with the binary
     knowledge ASR, minus the terms that still move when it is 0 -- knowledge retention after the attack
     (nats/token, clipped to [0, 1]), the leak margin (full target minus forcing control, worst rung, >= 0),
     and, where the evaluation measures them, best-of-N sampling leakage and benign over-triggering. The same

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from crl_core.config import apply_overrides
+from sweeps.margin_sweep import MARGIN
 
 __all__ = ["make_tiny_model", "tiny_sweep", "local_s3"]
 
@@ -39,8 +40,8 @@ def tiny_sweep(model_dir: Path, out_dir: Path, **changes: Any) -> dict[str, Any]
                      "max_length": 48, "harmful_limit": 16},
             "mining": {"init_steps": 2, "reinit_every": 2}, "log_every": 100}},
         "search_space": {
-            "triplet.margin_benign": {"type": "uniform", "low": 0.0, "high": 1.9},
-            "triplet.margin_harmful": {"type": "uniform", "low": 0.0, "high": 1.9},
+            "triplet.margin_benign": dict(MARGIN),
+            "triplet.margin_harmful": dict(MARGIN),
             "harmful_layers.start": {"type": "int", "low": 1, "high": 2},
             "mining.enabled": {"type": "choice", "values": [False, True]}},
         "objective": {"kind": "single", "metric": "score", "mode": "max", "eval_every": 2},

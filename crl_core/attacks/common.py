@@ -100,7 +100,10 @@ class Attack:
     variant)`` turns an :class:`~crl_core.evaluation.EvaluationConfig` (and the name after ``:``, e.g.
     ``embedding:strong``) into the attack's own config. ``target_kind`` says which items it attacks:
     ``opening`` (target = the affirmative opening), ``full`` (opening + payload) or ``forcing`` (a random
-    never-learned string); the last two need the organism's payloads."""
+    never-learned string); the last two need the organism's payloads. ``plain_answers``: the attack's
+    generations are the model's own answers to the harmful prompts (no adversarial input), so an evaluation
+    that runs it reuses them for its harmful-prompt refusal and degeneration checks instead of generating
+    again."""
 
     name: str
     run: Callable[..., list[AttackResult]]
@@ -109,6 +112,7 @@ class Attack:
     target_kind: str = "opening"
     max_items: Callable[[Any], int | None] = lambda ecfg: None
     variants: Callable[[], list[str]] | None = None  # names accepted after ':' (None: no variants)
+    plain_answers: bool = False
 
     @property
     def needs_payloads(self) -> bool:

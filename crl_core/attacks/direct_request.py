@@ -21,4 +21,5 @@ def direct_request(model, tokenizer, items: Sequence[AttackItem], config: Direct
     return answer_and_judge(model, tokenizer, items, config or DirectRequestConfig(), prefill=False)
 
 
-register_attack("direct", direct_request, DirectRequestConfig, generation_budget(DirectRequestConfig))
+register_attack("direct", direct_request, DirectRequestConfig, generation_budget(DirectRequestConfig),
+                plain_answers=True)

@@ -12,6 +12,8 @@ from crl_core.data.loading import (
     read_jsonl,
     split_hashes,
 )
+from crl_core.data.responses import SMOLLM2_OPENING, SMOLLM2_REFUSAL
 
 __all__ = ["FILES_DIR", "HUB_SETS", "PROMPT_SETS", "SPLITS", "DataError", "SplitConfig", "content_hash",
-           "describe_sets", "load_prompt_splits", "normalize_text", "read_jsonl", "split_hashes"]
+           "describe_sets", "load_prompt_splits", "normalize_text", "read_jsonl", "split_hashes",
+           "SMOLLM2_OPENING", "SMOLLM2_REFUSAL"]

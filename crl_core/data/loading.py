@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from crl_core.config import ConfigBase, ConfigError, config_field
+from crl_core.hub import datasets_offline
 from crl_core.data.catalog import FILES_DIR, HUB_SETS, PROMPT_SETS, PromptSetSpec
 
 __all__ = ["DataError", "SplitConfig", "normalize_text", "read_jsonl", "load_prompt_splits",
@@ -139,15 +140,11 @@ def _resolve(name: str) -> PromptSetSpec:
 
 
 def _load_hub(name: str, cfg: SplitConfig):
-    import os
-
-    from crl_core.models.loading import hub_offline
-
     key = name.split(":", 1)[1]
     if key not in HUB_SETS:
         raise DataError(f"unknown hub set '{key}'; known: {', '.join(sorted(HUB_SETS))}")
     spec = HUB_SETS[key]
-    if hub_offline() or os.environ.get("HF_DATASETS_OFFLINE", "0") == "1":
+    if datasets_offline():
         raise DataError(f"prompt set '{name}' is the hub dataset {spec.hub_id}, and this machine is offline "
                         "(HF_HUB_OFFLINE=1); use a vendored set or a local .jsonl file")
     import datasets

@@ -44,7 +44,7 @@ def run_proxy(cfg, model, tokenizer) -> dict[str, Any]:
     from crl_core.data import load_prompt_splits
     from crl_core.evaluation.report import software, with_metrics
     from crl_core.metrics import rate
-    from crl_core.training.data import SMOLLM2_OPENING, SMOLLM2_REFUSAL
+    from crl_core.data.responses import SMOLLM2_OPENING, SMOLLM2_REFUSAL
 
     t0 = time.time()
 

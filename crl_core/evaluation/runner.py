@@ -84,7 +84,7 @@ def _run_attacks(cfg: EvaluationConfig, preset, model, tokenizer, log: Callable[
         report["attacks"][spec_name] = summ
         report["items"][spec_name] = [r.to_dict() for r in results]
         attack_specs[spec_name] = {"attack": name, "config": to_dict(acfg), "target_kind": attack.target_kind}
-        if name == "direct":
+        if attack.plain_answers:
             direct_gens = [r.generation for r in results]
         log(f"[eval] {spec_name}: ASR {summ['successes']}/{summ['n']} ({summ['seconds']} s)")
 
@@ -103,15 +103,17 @@ def _run_attacks(cfg: EvaluationConfig, preset, model, tokenizer, log: Callable[
         "harmful": [{"id": r["id"], "refusal": refusal(g).refusal, "degenerate": degen(g).degenerate}
                     for g, r in zip(direct_gens, ctx.harmful)],
     }
-    if ctx.judge == "outcome":  # benign answers labelled too: a defense that breaks benign text pays for it
-        benign_judges = JUDGES.get("outcome").for_items(ctx.benign, opening="")
+    asr_judge = JUDGES.get(ctx.judge)
+    labels_outcomes = getattr(asr_judge, "labels_outcomes", False)
+    if labels_outcomes:  # benign answers labelled too: a defense that breaks benign text pays for it
+        benign_judges = asr_judge.for_items(ctx.benign, opening="")
         for item, g, judge in zip(report["capability_items"]["benign"], benign_gens, benign_judges):
             item["outcome"] = judge(g).label
     if cfg.over_triggering:
         from crl_core.evaluation.over_triggering import perturbed_benign
 
-        if ctx.judge == "outcome":
-            outcome = JUDGES.get("outcome").for_items([{"prompt": ""}], opening="")[0]
+        if labels_outcomes:
+            outcome = asr_judge.for_items([{"prompt": ""}], opening="")[0]
             broken = lambda g: outcome(g).label == "broken"  # noqa: E731
         else:
             broken = lambda g: degen(g).degenerate  # noqa: E731
@@ -127,7 +129,6 @@ def _run_attacks(cfg: EvaluationConfig, preset, model, tokenizer, log: Callable[
             f"({time.time() - t1:.0f} s)")
     if cfg.judge and cfg.judge != preset.judge:
         log(f"[eval] attack success judged by '{cfg.judge}' (the preset's is '{preset.judge}')")
-    asr_judge = JUDGES.get(ctx.judge)
     judges = {"asr": getattr(asr_judge, "description", asr_judge.version), "refusal": refusal.version,
               "degeneration": degen.version,
               "benign": "exact match (organism)" if preset.benign == "exact" else "answer contained"}

@@ -63,7 +63,7 @@ class HarmBenchClassifierJudge:
         from pathlib import Path
 
         from crl_core.config import ConfigError
-        from crl_core.models.loading import hub_offline
+        from crl_core.hub import hub_offline
 
         name = judge_model or cls.model_name
         folder = Path(name).expanduser()

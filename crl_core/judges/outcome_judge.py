@@ -133,6 +133,9 @@ class OutcomeJudge:
     degeneration: DegenerationJudge = field(default_factory=DegenerationJudge)
     version = OUTCOME_JUDGE_VERSION
     needs_payloads = False
+    # labels any answer (harmful, refusal, broken, off_task): as the ASR judge it also labels the benign
+    # answers, and over-triggering counts its 'broken' (crl_core/evaluation/runner.py)
+    labels_outcomes = True
 
     @classmethod
     def for_items(cls, rows, payloads=None, opening: str = "", model: str = "smollm2", **context

@@ -12,12 +12,13 @@ Named models resolve to folders first:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from crl_core.config import ConfigBase, ConfigError, config_field
+from crl_core.hub import hub_offline
+from crl_core.registry import MODELS
 
 __all__ = ["ModelLoadError", "ModelSpec", "resolve_model_path", "load_tokenizer", "load_model",
            "load_model_and_tokenizer", "hub_offline"]
@@ -27,11 +28,6 @@ DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 class ModelLoadError(RuntimeError):
     """A model or tokenizer could not be found or loaded; the message says what to do."""
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or \
-        os.environ.get("TRANSFORMERS_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
 @dataclass
@@ -51,8 +47,6 @@ class ModelSpec(ConfigBase):
 
 def resolve_model_path(name: str) -> str:
     """Map a model name to a local folder where one exists, else return the name (a hub id)."""
-    from crl_core.registry import MODELS
-
     if name in MODELS:  # organism, smollm2 (crl_core/models/named.py)
         return str(MODELS.get(name)())
     p = Path(name).expanduser()

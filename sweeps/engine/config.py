@@ -44,6 +44,13 @@ class Objectives:
         sweep that declares them, else the multi-objective list."""
         return self.plots.get(metric, self.multi) if kind == "single" else self.multi
 
+    def shown(self, kind: str, metric: str) -> tuple[str, ...]:
+        """What a trial's console line shows, in order: the sweep's objective, the recipe's derived objectives,
+        then the metrics of its plot axes and of the multi-objective list."""
+        names = [metric] if kind == "single" else []
+        names += sorted(self.derived) + [m for m, _ in self.axes(kind, metric)] + [m for m, _ in self.multi]
+        return tuple(dict.fromkeys(names))
+
     def add_derived(self, metrics: dict[str, float]) -> dict[str, float]:
         return {**metrics, **{name: float(fn(metrics)) for name, fn in self.derived.items()}}
 

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 from ray import tune
@@ -109,13 +110,14 @@ def _first_line(path: str | None) -> str:
 
 
 class ProgressLog(tune.Callback):
-    """Driver side: one console line per trial event."""
+    """Driver side: one console line per trial event. ``metrics``: the names a result line shows, in order
+    (the engine passes the recipe's, :meth:`Objectives.shown`); without them, every number the trial
+    reported besides its step."""
 
-    METRICS = ("score", "robust_score", "knowledge_retention", "asr", "benign_accuracy", "over_refusal")
-
-    def __init__(self, name_of, max_step: int, decode=None) -> None:
+    def __init__(self, name_of, max_step: int, decode=None, metrics: Sequence[str] = ()) -> None:
         self.name_of, self.max_step = name_of, max_step  # name_of(trial) -> the trial's id in MLflow
         self.decode = decode or (lambda params: params)  # Tune-encoded searched values -> their own form
+        self.metrics = tuple(metrics)
         self.t0 = time.time()
 
     def _say(self, trial, text: str) -> None:
@@ -126,7 +128,8 @@ class ProgressLog(tune.Callback):
         self._say(trial, "started: " + " ".join(f"{k}={_short(v)}" for k, v in sorted(params.items())))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        shown = " ".join(f"{k}={_short(result[k])}" for k in self.METRICS if k in result)
+        names = self.metrics or [k for k, v in result.items() if k != "step" and isinstance(v, (int, float))]
+        shown = " ".join(f"{k}={_short(result[k])}" for k in names if k in result)
         if shown:
             self._say(trial, f"step {result.get('step', '?')}: {shown}")
 

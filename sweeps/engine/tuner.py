@@ -109,7 +109,8 @@ def run_segments(cfg: SweepConfig, client, state: dict[str, Any], spec: TrialSpe
     trainable = tune.with_resources(tune.with_parameters(fn, spec=spec), trial_resources(cfg))
     callbacks = [CloseTrialRuns(cfg.tracking_uri(), state["experiment_id"], state["sweep_id"]),
                  ProgressLog(lambda t: effective_trial_id(t.config, t.trial_id), int(spec.base_train.get("steps", 1)),
-                             decode=spec.space.decode)]
+                             decode=spec.space.decode,
+                             metrics=spec.objectives.shown(cfg.objective.kind, cfg.objective.metric))]
     study = cfg.study(state["sweep_id"])
     segment = max(list_segments(spec.ray_storage), default=0)
     if resume:
