@@ -60,3 +60,12 @@ def test_the_organism_smoke_sweep_runs_its_confirmation_stage(ray_local, tmp_pat
             row["mean"]["knowledge_retention"])
         assert f"confirm/{row['name']}/leak_margin_sd" in parent.data.metrics
     assert "sweep pick" in out and "vs default on robust_score" in out  # the default sweep's objective
+
+
+def test_an_empty_sweep_yaml_says_so(tmp_path, capsys):
+    from sweeps import margin_sweep
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("\n# nothing here\n")
+    assert margin_sweep.main(["--config", str(empty)]) == 2
+    assert f"{empty}: the file is empty" in capsys.readouterr().err
