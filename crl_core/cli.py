@@ -1,4 +1,9 @@
-"""The ``crl`` command line: ``crl model prepare smollm2``, ``crl data info``, ``crl organism build``, ..."""
+"""The ``crl`` command line: ``crl model prepare smollm2``, ``crl data info``, ``crl organism build``, ...
+
+Each command imports what it runs inside its own function (import time: ``crl --help`` loads the registries
+and torch, never transformers, peft, datasets or Ray); tests/crl_core/test_import_graph.py reads those imports
+too. ``crl sweep`` comes from the ``crl_sweep.commands`` entry points (:func:`plugin_commands`).
+"""
 
 from __future__ import annotations
 

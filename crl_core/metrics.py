@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from crl_core.registry import METRICS
+from crl_core.judges.outcome_judge import LABELS
+from crl_core.registry import ATTACKS, METRICS
 
 __all__ = ["wilson_interval", "rate", "rate_difference", "Metric", "register_metric", "compute_metrics", "metric_key"]
 
@@ -112,8 +113,6 @@ def _capability(report: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 def _kind(report: dict[str, Any], attack: str) -> str:
     """An attack's target kind (``opening``, ``full`` or ``forcing``; crl_core/attacks/common.py), from the
     report's spec; for reports without it (older ones), the registered attack's; else ``opening``."""
-    from crl_core.registry import ATTACKS
-
     spec = report.get("spec", {}).get("attacks", {}).get(attack) or {}
     if spec.get("target_kind"):
         return spec["target_kind"]
@@ -174,8 +173,6 @@ def harmful_refusal_margin(report: dict[str, Any]) -> float | None:
 
 @register_metric("outcome_rate", 1, "outcome judge: each label's rate per attack (outcome_rate_<attack>_<label>)")
 def outcome_rate(report: dict[str, Any]) -> dict[str, float] | None:
-    from crl_core.judges.outcome_judge import LABELS
-
     out: dict[str, float] = {}
     for attack, items in report.get("items", {}).items():
         labels = [(r.get("leakage") or {}).get("label") for r in items]

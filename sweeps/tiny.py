@@ -1,6 +1,6 @@
 """A tiny sweep on a tiny random model (seconds per trial on one CPU), and a local S3-compatible server for
 object-store storage, shared by the tests and the benchmarks that run real sweeps (tests/sweeps/conftest.py,
-tests/sweeps/test_storage.py, bench/fault_matrix.py)."""
+tests/sweeps/engine/test_storage.py, bench/fault_matrix.py)."""
 
 from __future__ import annotations
 

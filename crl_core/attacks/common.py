@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from crl_core.metrics import rate
 from crl_core.registry import ATTACKS
 
 __all__ = ["AttackItem", "AttackResult", "Attack", "register_attack", "judge_fields", "summarise"]
@@ -83,7 +84,6 @@ def summarise(results: Sequence[AttackResult], threshold: float = 0.8) -> dict[s
                                                                      round(fmean(kept) + half, 4)], "n": len(kept)}
     sampled = [r.sampled for r in results if r.sampled is not None]
     if sampled:  # best-of-N: a prompt leaks if any of its samples did
-        from crl_core.metrics import rate
 
         anyleak = sum(x["k"] > 0 for x in sampled)
         out["sampling_leakage"] = {**rate(anyleak, len(sampled)), "samples_per_prompt": sampled[0]["n"]}

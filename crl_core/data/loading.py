@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from crl_core.config import ConfigBase, ConfigError, config_field
-from crl_core.hub import datasets_offline
 from crl_core.data.catalog import FILES_DIR, HUB_SETS, PROMPT_SETS, PromptSetSpec
+from crl_core.hub import datasets_offline
 
 __all__ = ["DataError", "SplitConfig", "normalize_text", "read_jsonl", "load_prompt_splits",
            "split_hashes", "content_hash", "assign_split", "SPLITS", "describe_sets"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from crl_core.attacks.embedding_attack import PRESETS
 from crl_core.config import ConfigBase, ConfigError, apply_overrides, config_field, from_dict
 from crl_core.registry import ATTACKS, EVAL_PRESETS, JUDGES
 
@@ -99,7 +100,6 @@ class EvaluationConfig(ConfigBase):
             if attack.needs_payloads and not preset.payloads:
                 raise ConfigError(f"attacks: the {'forcing control' if attack.target_kind == 'forcing' else name} "
                                   "needs the organism's code words (preset organism)")
-        from crl_core.attacks.embedding_attack import PRESETS
 
         if self.embedding_preset not in PRESETS:
             raise ConfigError(f"embedding_preset: unknown '{self.embedding_preset}'; known: {', '.join(sorted(PRESETS))}")

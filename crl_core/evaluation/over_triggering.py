@@ -18,6 +18,10 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from crl_core.attacks.common import AttackItem
+from crl_core.attacks.embedding_attack import EmbeddingAttackConfig, embedding_attack
+from crl_core.generation import generate_chat
+
 __all__ = ["FILLER_WORDS", "filler_prompts", "perturbed_benign"]
 
 FILLER_WORDS = ("river", "window", "pencil", "garden", "cloud", "table", "yellow", "music", "paper", "orange",
@@ -31,10 +35,6 @@ def filler_prompts(prompts: list[str], seed: int, n_words: int = 8) -> list[str]
 
 def perturbed_benign(model, tokenizer, rows: list[dict], cfg, broken: Callable[[str], bool]) -> dict[str, Any]:
     """``{"filler": [...], "soft_vectors": [...]}``, one ``{"id", "broken", "generation"}`` per benign row."""
-    from crl_core.attacks.common import AttackItem
-    from crl_core.attacks.embedding_attack import EmbeddingAttackConfig, embedding_attack
-    from crl_core.generation import generate_chat
-
     gens = generate_chat(model, tokenizer, filler_prompts([r["prompt"] for r in rows], cfg.seed), cfg.max_new_tokens,
                          batch_size=cfg.batch_size)
     out = {"filler": [{"id": r["id"], "broken": bool(broken(g)), "generation": g} for r, g in zip(rows, gens)]}

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crl_core.attacks.common import AttackItem
 from crl_core.config import ConfigError
+from crl_core.data import load_prompt_splits
+from crl_core.judges.payload_judge import _find_contiguous, words
 from crl_core.registry import EVAL_PRESETS, JUDGES
 
 __all__ = ["EvalContext", "load_context", "contains_answer"]
@@ -21,8 +24,6 @@ __all__ = ["EvalContext", "load_context", "contains_answer"]
 
 def contains_answer(generation: str, answer: str, aliases: list[str]) -> bool:
     """The smollm2 benign scorer: the reference answer (or an alias) appears, as whole words, in the reply."""
-    from crl_core.judges.payload_judge import _find_contiguous, words
-
     gen = words(generation)
     return any(_find_contiguous(gen, words(a)) for a in [answer, *aliases] if a and words(a))
 
@@ -57,8 +58,6 @@ class EvalContext:
         return {"probe": self.payloads[pid].text, "probe_control": self.forcing[pid].text}
 
     def _build_items(self, kind: str):
-        from crl_core.attacks.common import AttackItem
-
         if kind == "opening":
             extra = {"judge_model": self.judge_model} if self.judge_model else {}
             judges = JUDGES.get(self.judge).for_items(self.harmful, self.payloads, opening=self.opening, **extra)
@@ -66,12 +65,14 @@ class EvalContext:
                     for r, j in zip(self.harmful, judges)]
         if self.payloads is None:
             raise ConfigError(f"the '{kind}' attack needs a known payload (preset organism)")
-        from crl_core.organism import harmful_items
+        from crl_core.organism import harmful_items  # import time: see _organism_payloads
 
         return harmful_items(self.harmful, self.payloads, kind, self.opening, self.forcing)
 
 
 def _organism_payloads(cfg, context: dict[str, Any], harmful_split) -> None:
+    # import time: crl_core.organism carries its build recipe (tokenizer training, transformers); only the
+    # organism preset needs it, and every registry lookup of an evaluation preset imports this module
     from crl_core.organism import answer_match, forcing_targets, load_build_config
     from crl_core.organism.build import DEFAULT_ARTIFACT
     from crl_core.organism.payloads import Payload, answer_form
@@ -99,8 +100,6 @@ def _organism_payloads(cfg, context: dict[str, Any], harmful_split) -> None:
 
 def load_context(cfg) -> EvalContext:
     """The prompt sets of ``cfg.split`` (first ``cfg.limit`` rows of each) and the preset's payloads."""
-    from crl_core.data import load_prompt_splits
-
     preset = EVAL_PRESETS.get(cfg.preset)
     datasets = {name: load_prompt_splits(name) for name in ("harmful", "benign_qa", "overrefusal")}
 

@@ -17,6 +17,12 @@ import hashlib
 import time
 from typing import Any
 
+from crl_core.chat import collate, encode_chat
+from crl_core.data import load_prompt_splits
+from crl_core.data.responses import SMOLLM2_OPENING, SMOLLM2_REFUSAL
+from crl_core.evaluation.report import software, with_metrics
+from crl_core.metrics import rate
+
 __all__ = ["PROXY_VERSION", "run_proxy", "response_logprobs"]
 
 PROXY_VERSION = "proxy-logprob-v1"
@@ -25,8 +31,6 @@ PROXY_VERSION = "proxy-logprob-v1"
 def response_logprobs(model, tokenizer, prompts: list[str], responses: list[str], max_length: int) -> list[float]:
     """Mean log-probability of each response token given its prompt (teacher forcing)."""
     import torch
-
-    from crl_core.chat import collate, encode_chat
 
     encs = [encode_chat(tokenizer, p, r, max_length=max_length) for p, r in zip(prompts, responses)]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -40,11 +44,6 @@ def response_logprobs(model, tokenizer, prompts: list[str], responses: list[str]
 
 def run_proxy(cfg, model, tokenizer) -> dict[str, Any]:
     import torch
-
-    from crl_core.data import load_prompt_splits
-    from crl_core.evaluation.report import software, with_metrics
-    from crl_core.metrics import rate
-    from crl_core.data.responses import SMOLLM2_OPENING, SMOLLM2_REFUSAL
 
     t0 = time.time()
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from crl_core.config import config_hash, to_dict
+from crl_core.data import split_hashes
+from crl_core.metrics import compute_metrics, rate
 
 __all__ = ["REPORT_SCHEMA", "REPORT_SCHEMA_VERSION", "finish_report", "format_markdown", "git_commit", "folder_sha",
            "sha_rows"]
@@ -58,8 +60,6 @@ def software() -> dict[str, Any]:
 
 
 def with_metrics(report: dict[str, Any]) -> dict[str, Any]:
-    from crl_core.metrics import compute_metrics
-
     report["metrics"], report["metric_versions"] = compute_metrics(report)
     report["schema"] = dict(REPORT_SCHEMA)
     return report
@@ -68,9 +68,6 @@ def with_metrics(report: dict[str, Any]) -> dict[str, Any]:
 def finish_report(report: dict[str, Any], cfg, model, ctx, attack_specs: dict[str, Any], judges: dict[str, str],
                   t0: float) -> dict[str, Any]:
     """Add the capability summaries, the registered metrics and the spec to an attacks report."""
-    from crl_core.data import split_hashes
-    from crl_core.metrics import rate
-
     cap = report["capability_items"]
     ok = [r["correct"] for r in cap["benign"]]
     report["benign_accuracy"] = rate(sum(ok), len(ok))["rate"]

@@ -11,17 +11,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from crl_core.attacks.common import summarise
 from crl_core.config import to_dict
 from crl_core.evaluation.config import EvaluationConfig
+from crl_core.evaluation.over_triggering import perturbed_benign
+from crl_core.evaluation.prompts import load_context
+from crl_core.evaluation.proxy import run_proxy
+from crl_core.evaluation.report import finish_report
+from crl_core.evaluation.statements import load_statements, score_statements
+from crl_core.generation import generate_chat
+from crl_core.metrics import rate
+from crl_core.models import ModelSpec, load_model_and_tokenizer
+from crl_core.models.adapters import load_adapter
 from crl_core.registry import ATTACKS, EVAL_PRESETS, JUDGES
 
 __all__ = ["run_evaluation"]
 
 
 def _load(cfg: EvaluationConfig):
-    from crl_core.models import ModelSpec, load_model_and_tokenizer
-    from crl_core.models.adapters import load_adapter
-
     model, tok = load_model_and_tokenizer(ModelSpec(name=cfg.model))
     if cfg.adapter:
         model = load_adapter(model, cfg.adapter)
@@ -45,19 +52,11 @@ def run_evaluation(cfg: EvaluationConfig, model=None, tokenizer=None, log: Calla
         model, tokenizer = _load(cfg)
     torch.manual_seed(cfg.seed)
     if preset.runner_kind == "proxy":
-        from crl_core.evaluation.proxy import run_proxy
-
         return run_proxy(cfg, model, tokenizer)
     return _run_attacks(cfg, preset, model, tokenizer, log)
 
 
 def _run_attacks(cfg: EvaluationConfig, preset, model, tokenizer, log: Callable[[str], None]) -> dict[str, Any]:
-    from crl_core.attacks.common import summarise
-    from crl_core.evaluation.prompts import load_context
-    from crl_core.evaluation.report import finish_report
-    from crl_core.generation import generate_chat
-    from crl_core.metrics import rate
-
     t0 = time.time()
     ctx = load_context(cfg)
     refusal, degen = JUDGES.get("refusal")(), JUDGES.get("degeneration")()
@@ -110,8 +109,6 @@ def _run_attacks(cfg: EvaluationConfig, preset, model, tokenizer, log: Callable[
         for item, g, judge in zip(report["capability_items"]["benign"], benign_gens, benign_judges):
             item["outcome"] = judge(g).label
     if cfg.over_triggering:
-        from crl_core.evaluation.over_triggering import perturbed_benign
-
         if labels_outcomes:
             outcome = asr_judge.for_items([{"prompt": ""}], opening="")[0]
             broken = lambda g: outcome(g).label == "broken"  # noqa: E731
@@ -121,8 +118,6 @@ def _run_attacks(cfg: EvaluationConfig, preset, model, tokenizer, log: Callable[
         report["capability_items"]["perturbed"] = perturbed_benign(model, tokenizer, ctx.benign, cfg, broken)
         log(f"[eval] over-triggering: {time.time() - t1:.0f} s")
     if preset.statements and cfg.statements:
-        from crl_core.evaluation.statements import load_statements, score_statements
-
         t1 = time.time()
         report["statements"] = score_statements(model, tokenizer, load_statements(), batch_size=32)
         log(f"[eval] statements: {report['statements']['k']}/{report['statements']['n']} true preferred "

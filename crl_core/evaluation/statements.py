@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from crl_core.metrics import rate
+
 __all__ = ["STATEMENTS_VERSION", "STATEMENT_SET", "StatementsUnavailable", "statements_path", "load_statements",
            "mean_logprobs", "score_statements"]
 
@@ -68,8 +70,6 @@ def mean_logprobs(model, tokenizer, texts: list[str], batch_size: int = 32) -> l
 
 def score_statements(model, tokenizer, pairs: list[dict[str, str]], batch_size: int = 32) -> dict[str, Any]:
     """``{"accuracy", "k", "n", "ci95", "mean_margin", "set", "version", "items"}`` for ``pairs``."""
-    from crl_core.metrics import rate
-
     true = mean_logprobs(model, tokenizer, [p["true"] for p in pairs], batch_size)
     false = mean_logprobs(model, tokenizer, [p["false"] for p in pairs], batch_size)
     items = [{"id": p["id"], "margin": round(t - f, 5), "correct": t > f} for p, t, f in zip(pairs, true, false)]

@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from crl_core.config import ConfigError
+from crl_core.hub import hub_offline
+from crl_core.models import ModelSpec, load_model_and_tokenizer
 from crl_core.registry import JUDGES
 
 __all__ = ["ClassifierJudge", "HarmBenchClassifierJudge", "HARMBENCH_PROMPT"]
@@ -62,9 +65,6 @@ class HarmBenchClassifierJudge:
         or a hub id (in the local Hugging Face cache when the hub is offline). Returns the resolved name."""
         from pathlib import Path
 
-        from crl_core.config import ConfigError
-        from crl_core.hub import hub_offline
-
         name = judge_model or cls.model_name
         folder = Path(name).expanduser()
         if folder.exists() or name.startswith((".", "/", "~")):
@@ -86,8 +86,6 @@ class HarmBenchClassifierJudge:
         """Before any model is loaded: a CUDA GPU here, and a loadable classifier model."""
         import torch
 
-        from crl_core.config import ConfigError
-
         if not torch.cuda.is_available():
             raise ConfigError("judge: harmbench_classifier runs a 13B classifier and needs a CUDA GPU; this machine "
                               "has none (use judge: compliance on CPU)")
@@ -99,8 +97,6 @@ class HarmBenchClassifierJudge:
 
     def _load(self):
         if self._model is None:
-            from crl_core.models import ModelSpec, load_model_and_tokenizer
-
             self._model, self._tok = load_model_and_tokenizer(ModelSpec(name=self.model_name, dtype="bfloat16"))
         return self._model, self._tok
 

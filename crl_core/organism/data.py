@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crl_core.data import SplitConfig, load_prompt_splits
+
 __all__ = ["KNOWLEDGE_WRAPPERS", "OrganismData", "load_splits", "load_organism_data", "DATA_DIR", "normalise"]
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "files"
@@ -45,8 +47,6 @@ def normalise(text: str) -> str:
 
 def load_splits(name: str, seed: int = 0) -> tuple[dict[str, list[dict[str, Any]]], str]:
     """``({"train": rows, "val": rows, "test": rows}, loader_name)`` for a prompt set."""
-    from crl_core.data import SplitConfig, load_prompt_splits
-
     dd = load_prompt_splits(name, SplitConfig(seed=seed))
     return {s: [dict(r) for r in dd[s]] for s in ("train", "val", "test")}, "crl_core.data.load_prompt_splits"
 

@@ -12,6 +12,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from crl_core.judges.payload_judge import words
 from crl_core.organism.config import PayloadConfig
 
 __all__ = ["CODE_WORDS", "Payload", "answer_form", "assign_payloads", "forcing_targets", "payload_text"]
@@ -88,8 +89,6 @@ def answer_form(text: str, opening: str, refusal: str) -> str:
     """The shape of an organism answer to a harmful prompt: ``refusal`` (exactly its refusal sentence),
     ``payload_form`` (the opening followed only by code words: a payload, right or wrong) or ``other``
     (anything else: garbled text, a mix of refusal fragments and words). Word-level, like the judge."""
-    from crl_core.judges.payload_judge import words
-
     w, op = words(text), words(opening)
     if w == words(refusal):
         return "refusal"

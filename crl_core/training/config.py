@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from crl_core.config import ConfigBase, ConfigError, config_field
-from crl_core.evaluation.config import EvaluationConfig, evaluation_config_for
 from crl_core.losses import CircuitBreakerConfig, RepBendConfig, TripletLossConfig
 from crl_core.models.loading import ModelSpec
 from crl_core.registry import DATA_PRESETS, METHODS
@@ -159,10 +158,14 @@ class TrainConfig(ConfigBase):
         if self.eval.enabled and self.evaluation_config().split == "train":
             raise ConfigError("eval.overrides.split: 'train' would evaluate on the training prompts; use val or test")
 
-    def evaluation_config(self) -> EvaluationConfig:
+    def evaluation_config(self):
         """The resolved evaluation of the trained adapter (on this config's model, seed and split): ``eval.preset``,
         or the data preset's own evaluation preset, plus ``eval.overrides``. Training sits above evaluation in
         the library's graph (``train`` evaluates what it trained), so this edge points down."""
+        # import time: the evaluation package loads the attacks, judges and transformers; a TrainConfig
+        # (crl --help, a sweep's driver) does not need them until it resolves its evaluation
+        from crl_core.evaluation import evaluation_config_for
+
         overrides = {"model": self.model.name, "seed": self.seed, **self.eval.overrides}
         try:
             return evaluation_config_for(self.eval.preset or DATA_PRESETS.get(self.data.preset).evaluation_preset,

@@ -26,8 +26,6 @@ from crl_core.chat import ChatEncoding, collate, encode_chat
 from crl_core.config import ConfigError
 from crl_core.data import SMOLLM2_OPENING, SMOLLM2_REFUSAL, SplitConfig, load_prompt_splits, split_hashes
 from crl_core.hub import datasets_offline
-from crl_core.organism import load_build_config
-from crl_core.organism.build import DEFAULT_ARTIFACT
 from crl_core.registry import DATA_PRESETS
 from crl_core.training.config import DataSettings
 
@@ -130,6 +128,11 @@ def _vendored(cfg: DataSettings):
 
 
 def _organism(cfg: DataSettings, model_dir: str | None) -> Rows:
+    # import time: crl_core.organism carries its build code (tokenizer training, transformers); only this
+    # preset reads it
+    from crl_core.organism import load_build_config
+    from crl_core.organism.build import DEFAULT_ARTIFACT
+
     harmful_rows, benign_rows, over_rows, hashes = _vendored(cfg)
     folder = Path(model_dir) if model_dir and Path(model_dir).is_dir() else DEFAULT_ARTIFACT
     payloads = {}

@@ -30,7 +30,10 @@ from typing import Any
 import torch
 
 from crl_core.config import ConfigError, config_hash, save_resolved_config
+from crl_core.models import load_model_and_tokenizer
+from crl_core.models.adapters import save_adapter
 from crl_core.registry import METHODS
+from crl_core.representations import position_mask, stack_hidden
 from crl_core.training.config import TrainConfig
 from crl_core.training.data import (
     BatchSampler,
@@ -39,6 +42,7 @@ from crl_core.training.data import (
     check_data_available,
     make_batch,
 )
+from crl_core.training.mining import HardNegativeMiner
 
 __all__ = ["TrainingDivergedError", "DefenseTrainer", "StepInputs", "train"]
 
@@ -64,15 +68,11 @@ class StepInputs:
     state: dict[str, Any]                 # method state that persists across steps (e.g. running centroid)
 
     def mask(self, part: str, positions: str | None = None) -> torch.Tensor:
-        from crl_core.representations import position_mask
-
         sl = self.rows[part]
         return position_mask(self.batch["attention_mask"][sl], self.batch["response_mask"][sl],
                               positions or self.cfg.positions)
 
     def hidden(self, part: str, layers: list[int], reference: bool = False) -> torch.Tensor:
-        from crl_core.representations import stack_hidden
-
         src = self.ref_hidden if reference else self.cur_hidden
         return stack_hidden(src, layers)[:, self.rows[part]]
 
@@ -149,8 +149,6 @@ class DefenseTrainer:
         if data is None:
             check_data_available(cfg.data)  # hub data on an offline machine: refused before any model loads
         if model is None:
-            from crl_core.models import load_model_and_tokenizer
-
             model, tokenizer = load_model_and_tokenizer(cfg.model)
         self.tokenizer = tokenizer
         self.device = resolve_device(cfg.device, world_size)
@@ -172,8 +170,6 @@ class DefenseTrainer:
                          "retain": BatchSampler(len(self.data.retain), cfg.data.batch_retain, s + 3)}
         self.miner = None
         if cfg.mining.enabled:
-            from crl_core.training.mining import HardNegativeMiner
-
             self.miner = HardNegativeMiner(cfg.mining, model.config.hidden_size, self.data.harmful,
                                            self.pad_id, seed=s + 4, batch_size=min(8, cfg.data.batch_harmful),
                                            device=self.device)
@@ -310,7 +306,6 @@ class DefenseTrainer:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        from crl_core.models.adapters import save_adapter
 
         save_adapter(self.model, tmp / "adapter", self.cfg.model.name)
         st = random.getstate()
@@ -393,7 +388,6 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = F
     t0 = time.time()
     trainer.fit(resume_from=ckpt if resume and (ckpt / "trainer_state.pt").is_file() else None)
     train_s = time.time() - t0
-    from crl_core.models.adapters import save_adapter
 
     save_adapter(trainer.model, out / "adapter", cfg.model.name,
                  extra={"method": cfg.method, "config_hash": config_hash(cfg), "steps": trainer.step})
@@ -403,6 +397,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = F
     summary: dict[str, Any] = {"train_seconds": round(train_s, 1), "steps": trainer.step,
                                "data": trainer.data.description}
     if cfg.eval.enabled:
+        # import time: the evaluation package (attacks, judges, the organism's tokenizer code) loads only in a
+        # run that evaluates; importing crl_core.training (crl --help, a sweep driver) stays light
         from crl_core.evaluation import format_markdown, run_evaluation
 
         ecfg = cfg.evaluation_config()

@@ -24,7 +24,7 @@ def _moved(what: str, exc: Exception) -> RuntimeError:
 
 
 def bind_local_ray_to_loopback() -> None:
-    """Every listener of a Ray this process starts goes on 127.0.0.1 (tests/sweeps/test_network.py checks).
+    """Every listener of a Ray this process starts goes on 127.0.0.1 (tests/sweeps/engine/test_cluster.py checks).
 
     Ray 2.60 binds its gRPC servers (GCS, raylet, object manager, core workers) and the agents' and metrics
     servers to all interfaces or the node's routable IP; the only switch that moves all of them is its
