@@ -7,7 +7,8 @@
 
 Each registry names the module that fills it (``populate``); ``get``, ``names`` and ``in`` import that
 module first, so a list derived from a registry is always complete and no module keeps its own list of
-names. Adding a method, attack, judge, metric or evaluation preset is one file (docs/extending.md).
+names. docs/extending.md lists the files each new method, attack, judge, metric, preset or named model
+touches (one to four).
 """
 
 from __future__ import annotations
