@@ -18,7 +18,7 @@ def retain_kl(inp) -> torch.Tensor:
                           temperature=inp.cfg.retain.kl_temperature)
 
 
-@register_method("crl", section="triplet", mining=True)
+@register_method("crl", section="triplet", mining=True, early_exit=True)
 def crl_loss(inp):
     cfg = inp.cfg.triplet
     h_mask, b_mask = inp.mask("harmful"), inp.mask("benign")

@@ -9,7 +9,7 @@ from crl_core.methods.base import register_method
 from crl_core.methods.crl import retain_kl
 
 
-@register_method("repbend", section="repbend")
+@register_method("repbend", section="repbend", early_exit=True)
 def repbend(inp):
     cfg = inp.cfg.repbend
     last = inp.mask("harmful", "request_last")  # [B, T], one position per row

@@ -131,6 +131,9 @@ class TrainConfig(ConfigBase):
     gradient_checkpointing: bool = config_field(False, help="recompute the blocks' activations in the backward "
                                                             "pass (less memory, about a third more compute; "
                                                             "non-reentrant checkpointing)")
+    early_exit: bool = config_field(True, help="the benign and harmful rows' passes stop at the deepest selected "
+                                               "hidden state (methods that declare it; exact: docs/method.md, "
+                                               "'Early exit'); false: every row runs every block")
     harmful_layers: LayerSelection = field(default_factory=LayerSelection)
     benign_layers: Literal["all", "target"] = config_field("all", help="all hidden states, or the harmful ones")
     positions: str = config_field("response", choices=POSITIONS)

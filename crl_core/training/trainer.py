@@ -161,6 +161,7 @@ class DefenseTrainer:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.model = self._wrap_lora(model.to(self.device))
         self.ddp_model = self._maybe_ddp(self.model)
+        self.exit_blocks = self._exit_blocks(n_blocks)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
@@ -228,21 +229,73 @@ class DefenseTrainer:
         batch = make_batch(parts["benign"] + parts["harmful"] + parts["retain"], self.pad_id)
         return {k: v.to(self.device) for k, v in batch.items()}, rows
 
-    def _forward(self, batch, rows, reference: bool):
+    def _exit_blocks(self, depth: int) -> int | None:
+        """How many decoder blocks the benign and harmful rows' passes run (None: all of them; docs/method.md,
+        "Early exit"). The deepest hidden state the method reads there is index ``M``; a pass cut after
+        ``M + 1`` blocks has states 0..M exactly as the whole pass (its last state is the final norm's)."""
+        if not (self.cfg.early_exit and getattr(self.method, "early_exit", False)):
+            return None
+        deepest = max(self.benign_layers + self.harmful_layers)
+        if deepest + 1 >= depth:
+            return None
+        decoder = self.model.get_base_model().get_decoder()
+        layers = getattr(decoder, "layers", None)
+        if not isinstance(layers, torch.nn.ModuleList) or len(layers) != depth:
+            self.log(f"[train] early exit: {type(decoder).__name__} has no layer list of its {depth} blocks to cut; "
+                     "every row runs the whole model")
+            return None
+        return deepest + 1
+
+    @contextlib.contextmanager
+    def _cut(self, decoder, blocks: int | None):
+        """The decoder runs only its first ``blocks`` blocks inside the block (the same modules)."""
+        if blocks is None:
+            yield
+            return
+        whole = decoder.layers
+        decoder.layers = torch.nn.ModuleList(list(whole)[:blocks])
+        try:
+            yield
+        finally:
+            decoder.layers = whole
+
+    def _forward(self, batch, rows, reference: bool, perturb: torch.Tensor | None = None):
         """Hidden states of every row and logits of the retain rows only (the KL/CE terms need no more).
 
         Outside DDP the decoder runs on its own and the LM head only on the retain rows, which saves
-        most of the head's cost (a large share of a small model's forward). Under DDP the current pass
-        goes through the DDP wrapper so gradients are synchronised.
+        most of the head's cost (a large share of a small model's forward). With early exit
+        (:meth:`_exit_blocks`) the benign and harmful rows run only the blocks the method reads and the
+        retain rows the whole model; a hidden state past the cut is then None for every row. Under DDP the
+        current pass goes whole through the DDP wrapper (one forward per backward) so gradients are
+        synchronised. ``perturb``: the rows the hard-negative miner's module perturbs.
         """
-        kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-                  "position_ids": batch["position_ids"], "output_hidden_states": True}
-        if reference or self.ddp_model is self.model:
-            base = self.model.get_base_model()
-            out = base.get_decoder()(**kwargs)
-            return out.hidden_states, base.get_output_embeddings()(out.last_hidden_state[rows["retain"]])
-        out = self.ddp_model(**kwargs)
-        return out.hidden_states, out.logits[rows["retain"]]
+        def kwargs(sl=slice(None)):
+            return {"input_ids": batch["input_ids"][sl], "attention_mask": batch["attention_mask"][sl],
+                    "position_ids": batch["position_ids"][sl], "output_hidden_states": True}
+
+        def attached(sl=slice(None)):
+            if perturb is None or not bool(perturb[sl].any()):
+                return contextlib.nullcontext()
+            return self.miner.attached(self.model, perturb[sl])
+
+        if not reference and self.ddp_model is not self.model:
+            with attached():
+                out = self.ddp_model(**kwargs())
+            return out.hidden_states, out.logits[rows["retain"]]
+        base = self.model.get_base_model()
+        decoder, head = base.get_decoder(), base.get_output_embeddings()
+        if self.exit_blocks is None:
+            with attached():
+                out = decoder(**kwargs())
+            return out.hidden_states, head(out.last_hidden_state[rows["retain"]])
+        front, retain = slice(0, rows["retain"].start), rows["retain"]  # benign + harmful rows, then retain
+        with attached(front), self._cut(decoder, self.exit_blocks):
+            cut = decoder(**kwargs(front))
+        with attached(retain):
+            whole = decoder(**kwargs(retain))
+        hidden = tuple(torch.cat([cut.hidden_states[i], whole.hidden_states[i]]) if i < self.exit_blocks else None
+                       for i in range(len(whole.hidden_states)))
+        return hidden, head(whole.last_hidden_state)
 
     def _micro_step(self, metrics: dict[str, float]) -> float:
         """Forward passes, loss and backward of one micro-batch; returns its share of the step loss."""
@@ -253,14 +306,11 @@ class DefenseTrainer:
             with torch.no_grad(), self.model.disable_adapter():
                 ref_hidden, ref_logits = self._forward(batch, rows, reference=True)
         use_mined = self.miner is not None and self.miner.use_now()
+        row_mask = None
         if use_mined:
-            n = batch["input_ids"].shape[0]
-            row_mask = torch.zeros(n, dtype=torch.bool)
+            row_mask = torch.zeros(batch["input_ids"].shape[0], dtype=torch.bool)
             row_mask[rows["harmful"]] = True
-            with self.miner.attached(self.model, row_mask):
-                cur_hidden, cur_logits = self._forward(batch, rows, reference=False)
-        else:
-            cur_hidden, cur_logits = self._forward(batch, rows, reference=False)
+        cur_hidden, cur_logits = self._forward(batch, rows, reference=False, perturb=row_mask)
         inp = StepInputs(cfg, self.step, cur_hidden, ref_hidden, cur_logits, ref_logits, batch, rows,
                          self.harmful_layers, self.benign_layers, self.state)
         loss, parts = self.method(inp)
