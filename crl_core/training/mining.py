@@ -50,11 +50,16 @@ class HardNegativeMiner:
         idx = [self.rng.randrange(len(self.harmful)) for _ in range(self.batch_size)]
         device = next(model.parameters()).device
         batch = {k: v.to(device) for k, v in collate([self.harmful[i] for i in idx], self.pad_id, "right").items()}
-        labels = batch["input_ids"].masked_fill(batch["response_mask"] == 0, -100)
+        # the CE reads the logits of the completion tokens only: the LM head runs on those positions alone
+        # (a full-vocabulary head at every position was about a third of an SFT step on SmolLM2)
+        targets = batch["input_ids"][:, 1:]
+        keep = batch["response_mask"][:, 1:] == 1
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
         with frozen_parameters(model), attach_perturbation(model, self.block, self.module):
-            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            logits = upcast(out.logits[:, :-1])
-            loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100)
+            hidden = base.get_decoder()(input_ids=batch["input_ids"],
+                                        attention_mask=batch["attention_mask"]).last_hidden_state
+            logits = upcast(base.get_output_embeddings()(hidden[:, :-1][keep]))
+            loss = torch.nn.functional.cross_entropy(logits, targets[keep])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         self.optimizer.step()
