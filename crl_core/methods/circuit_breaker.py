@@ -9,7 +9,7 @@ from crl_core.losses import circuit_breaker_loss
 from crl_core.methods.base import register_method
 
 
-@register_method("circuit_breaker", section="circuit_breaker", early_exit=True)
+@register_method("circuit_breaker", section="circuit_breaker", early_exit=True, retain_reads="harmful_layers")
 def circuit_breaker(inp):
     cfg = dataclasses.replace(inp.cfg.circuit_breaker, total_steps=inp.cfg.steps,
                               warmup_steps=min(inp.cfg.circuit_breaker.warmup_steps, inp.cfg.steps))

@@ -134,6 +134,9 @@ class TrainConfig(ConfigBase):
     early_exit: bool = config_field(True, help="the benign and harmful rows' passes stop at the deepest selected "
                                                "hidden state (methods that declare it; exact: docs/method.md, "
                                                "'Early exit'); false: every row runs every block")
+    reference_cache_mb: int = config_field(2048, min=0, help="bound of the process's cache of the frozen model's "
+                                                            "states per row and layer (docs/method.md, "
+                                                            "'Reference-state cache'); 0 disables it")
     harmful_layers: LayerSelection = field(default_factory=LayerSelection)
     benign_layers: Literal["all", "target"] = config_field("all", help="all hidden states, or the harmful ones")
     positions: str = config_field("response", choices=POSITIONS)

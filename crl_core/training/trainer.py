@@ -43,6 +43,14 @@ from crl_core.training.data import (
     make_batch,
 )
 from crl_core.training.mining import HardNegativeMiner
+from crl_core.training.reference_cache import (
+    FILL,
+    CacheKey,
+    ReferenceCache,
+    row_fingerprint,
+    shared_cache,
+    weights_fingerprint,
+)
 
 __all__ = ["TrainingDivergedError", "DefenseTrainer", "StepInputs", "train"]
 
@@ -137,9 +145,11 @@ def complete_checkpoint_step(folder: str | Path) -> int | None:
 
 class DefenseTrainer:
     def __init__(self, cfg: TrainConfig, model=None, tokenizer=None, log: Callable[[str], None] = print,
-                 rank: int = 0, world_size: int = 1, data: DefenseData | None = None) -> None:
+                 rank: int = 0, world_size: int = 1, data: DefenseData | None = None,
+                 reference_cache: ReferenceCache | None = None) -> None:
         """``data``: prebuilt training rows (default: ``build_defense_data`` from ``cfg.data``, which needs the
-        ``datasets`` package; bench/gpu_check.py builds its own without it)."""
+        ``datasets`` package; bench/gpu_check.py builds its own without it). ``reference_cache``: where the
+        frozen states are cached (default: the process's own, bounded by ``cfg.reference_cache_mb``)."""
         self.cfg, self.log, self.rank, self.world_size = cfg, log, rank, world_size
         import crl_core.methods  # noqa: F401  (registers the methods)
 
@@ -159,6 +169,14 @@ class DefenseTrainer:
         # all validation done: now the costlier setup
         self.data: DefenseData = data if data is not None else build_defense_data(cfg.data, tokenizer, cfg.model.name)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.ref_cache: ReferenceCache | None = None
+        if cfg.reference_cache_mb and getattr(self.method, "early_exit", False) and self.method.needs_reference:
+            self.ref_cache = reference_cache if reference_cache is not None else shared_cache(cfg.reference_cache_mb)
+            self._retain_logits = getattr(self.method, "retain_reads", "logits") == "logits"
+            self._base_key = weights_fingerprint(model)  # the frozen weights, before LoRA is attached
+            self._row_keys = {k: [row_fingerprint(e.input_ids) for e in getattr(self.data, k)]
+                              for k in ("benign", "harmful", "retain")}
+        self._batch_keys: list[str] = []
         self.model = self._wrap_lora(model.to(self.device))
         self.ddp_model = self._maybe_ddp(self.model)
         self.exit_blocks = self._exit_blocks(n_blocks)
@@ -220,8 +238,16 @@ class DefenseTrainer:
         return 0.5 * (1 + math.cos(math.pi * min(1.0, t))) if o.schedule == "cosine" else max(0.0, 1 - t)
 
     # ---- one step
+    def next_batch(self) -> tuple[dict[str, torch.Tensor], dict[str, slice]]:
+        """The next micro-batch (benign, harmful, retain rows, right-padded, on the device) and the row range
+        of each part: what a step trains on (bench/step_cost.py trains its SFT baseline on the same ones)."""
+        return self._micro_batch()
+
     def _micro_batch(self):
-        parts = {k: [getattr(self.data, k)[i] for i in self.samplers[k].next()] for k in ("benign", "harmful", "retain")}
+        drawn = {k: self.samplers[k].next() for k in ("benign", "harmful", "retain")}
+        parts = {k: [getattr(self.data, k)[i] for i in idx] for k, idx in drawn.items()}
+        if self.ref_cache is not None:  # the rows' cache keys, in batch order
+            self._batch_keys = [self._row_keys[k][i] for k in ("benign", "harmful", "retain") for i in drawn[k]]
         rows, start = {}, 0
         for k in ("benign", "harmful", "retain"):
             rows[k] = slice(start, start + len(parts[k]))
@@ -243,6 +269,15 @@ class DefenseTrainer:
         if not isinstance(layers, torch.nn.ModuleList) or len(layers) != depth:
             self.log(f"[train] early exit: {type(decoder).__name__} has no layer list of its {depth} blocks to cut; "
                      "every row runs the whole model")
+            return None
+        # the first pass of a decoder may set up per-block machinery (transformers installs its hidden-state
+        # capturing hooks on the blocks present at the first forward): let it see every block before any cut
+        with torch.no_grad(), self.model.disable_adapter():
+            whole = decoder(input_ids=torch.zeros(1, 1, dtype=torch.long, device=self.device),
+                            output_hidden_states=True).hidden_states
+        if len(whole) != depth + 1:
+            self.log(f"[train] early exit: {type(decoder).__name__} returns {len(whole)} hidden states for "
+                     f"{depth} blocks; every row runs the whole model")
             return None
         return deepest + 1
 
@@ -293,16 +328,68 @@ class DefenseTrainer:
             cut = decoder(**kwargs(front))
         with attached(retain):
             whole = decoder(**kwargs(retain))
+        if len(cut.hidden_states) != self.exit_blocks + 1 or len(whole.hidden_states) != len(decoder.layers) + 1:
+            raise RuntimeError(f"early exit: {len(cut.hidden_states)} and {len(whole.hidden_states)} hidden states from "
+                               f"{self.exit_blocks} and {len(decoder.layers)} blocks; set early_exit: false")
         hidden = tuple(torch.cat([cut.hidden_states[i], whole.hidden_states[i]]) if i < self.exit_blocks else None
                        for i in range(len(whole.hidden_states)))
         return hidden, head(whole.last_hidden_state)
+
+    def _cached_reference(self, batch, rows):
+        """The frozen pass's states from the cache (docs/method.md, "Reference-state cache"): rows with an
+        entry missing run the frozen pass (cut as :meth:`_forward` cuts it) and fill it; then every row's
+        states are laid into a right-padded batch. Returns what :meth:`_forward` returns for the frozen pass:
+        hidden states (None at the indices nobody reads) and the retain rows' logits (None for a method
+        that reads their layers instead)."""
+        depth = self.model.config.num_hidden_layers
+        front_layers = sorted(set(self.benign_layers) | set(self.harmful_layers))
+        logits = self._retain_logits
+        retain_layers = [depth] if logits else sorted(set(self.harmful_layers))
+        dtype = str(next(self.model.parameters()).dtype)
+        n = batch["input_ids"].shape[0]
+        wanted = [front_layers if i < rows["retain"].start else retain_layers for i in range(n)]
+        keys = [[CacheKey(self._base_key, self._batch_keys[i], layer, dtype) for layer in wanted[i]]
+                for i in range(n)]
+        self.ref_cache.count([k for row in keys for k in row])
+        todo = [i for i in range(n) if any(k not in self.ref_cache for k in keys[i])]
+        if todo:
+            decoder = self.model.get_base_model().get_decoder()
+            front = [i for i in todo if i < rows["retain"].start]
+            retain = [i for i in todo if i >= rows["retain"].start]
+            for group, blocks in ((front, self.exit_blocks), (retain, None)):
+                if not group:
+                    continue
+                with torch.no_grad(), self.model.disable_adapter(), self._cut(decoder, blocks):
+                    hidden = decoder(input_ids=batch["input_ids"][group], attention_mask=batch["attention_mask"][group],
+                                     position_ids=batch["position_ids"][group], output_hidden_states=True).hidden_states
+                lengths = batch["attention_mask"][group].sum(-1).tolist()
+                for j, i in enumerate(group):
+                    for key in keys[i]:
+                        self.ref_cache.put(key, hidden[key.layer][j, : lengths[j]].detach().clone())
+        width = batch["input_ids"].shape[1]
+        stored = {i: [self.ref_cache.get(k) for k in keys[i]] for i in range(n)}
+        sample = stored[0][0]
+        out: list[torch.Tensor | None] = [None] * (depth + 1)
+        for layer in sorted(set(front_layers) | set(retain_layers)):
+            out[layer] = torch.full((n, width, sample.shape[-1]), FILL, dtype=sample.dtype, device=sample.device)
+        for i in range(n):
+            for layer, states in zip(wanted[i], stored[i]):
+                out[layer][i, : states.shape[0]] = states
+        ref_logits = None
+        if logits:
+            head = self.model.get_base_model().get_output_embeddings()
+            with torch.no_grad(), self.model.disable_adapter():
+                ref_logits = head(out[depth][rows["retain"]])
+        return tuple(out), ref_logits
 
     def _micro_step(self, metrics: dict[str, float]) -> float:
         """Forward passes, loss and backward of one micro-batch; returns its share of the step loss."""
         cfg = self.cfg
         batch, rows = self._micro_batch()
         ref_hidden, ref_logits = (), None
-        if getattr(self.method, "needs_reference", True):
+        if self.ref_cache is not None:
+            ref_hidden, ref_logits = self._cached_reference(batch, rows)
+        elif getattr(self.method, "needs_reference", True):
             with torch.no_grad(), self.model.disable_adapter():
                 ref_hidden, ref_logits = self._forward(batch, rows, reference=True)
         use_mined = self.miner is not None and self.miner.use_now()
