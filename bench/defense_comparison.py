@@ -1,6 +1,7 @@
 """Undefended vs circuit breakers vs RepBend vs CRL vs CRL+mining on the model organism.
 
     python bench/defense_comparison.py [--seeds 0 1 2] [--attacks ...] [--limit N] [--out outputs/comparison]
+                                       [--methods ...] [--steps N]
     python bench/defense_comparison.py --suite strong [--methods circuit_breaker crl crl+mining]
                                        [--seeds 0 1 2] [--limit 32] [--jobs 2]
 
@@ -16,6 +17,9 @@ over-triggering) next to ASR and capability. It writes ``<out>/strong/results.js
 per method the mean over seeds with a 95% t-interval across training seeds, and each method minus
 circuit breakers (and CRL+mining minus CRL) with a Welch 95% interval: "separated" only when it excludes 0.
 Resumable: each (method, seed) folder keeps its adapter and its ``strong.json``.
+
+``--steps N`` trains every method for N steps instead of its preset's budget (a smoke check of the path, e.g.
+``--methods undefended crl --attacks direct --limit 2 --steps 2``; the numbers then mean nothing).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ DEFAULT_ATTACKS = ["direct", "prefill", "embedding", "embedding:strong", "embedd
                    "embedding_forcing_control", "latent", "gcg"]
 
 
-def run(method: str, seed: int, attacks: list[str], limit: int, out: Path, log) -> dict:
+def run(method: str, seed: int, attacks: list[str], limit: int, out: Path, log, steps: int = 0) -> dict:
     from crl_core.config import load_config
     from crl_core.evaluation import evaluation_config_for, run_evaluation
     from crl_core.training import TrainConfig, preset_path, train
@@ -48,7 +52,7 @@ def run(method: str, seed: int, attacks: list[str], limit: int, out: Path, log) 
         return report
     cfg = load_config(TrainConfig, preset_path(METHODS[method]),
                       [f"seed={seed}", f"output_dir={out / f'{method}-seed{seed}'}", f"eval.overrides.attacks={json.dumps(attacks)}",
-                       f"eval.overrides.limit={limit}", "eval.overrides.split=test"])
+                       f"eval.overrides.limit={limit}", "eval.overrides.split=test"] + ([f"steps={steps}"] if steps else []))
     summary = train(cfg, log=log)
     return summary["report"]
 
@@ -103,7 +107,7 @@ STRONG_METRICS = ("knowledge_asr", "knowledge_retention", "leak_margin", "leak_m
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
-def run_strong(method: str, seed: int, limit: int, out: str) -> dict:
+def run_strong(method: str, seed: int, limit: int, out: str, steps: int = 0) -> dict:
     """Train ``method`` at ``seed`` (unless its adapter is there), then the strong suite at evaluation seed
     ``seed``; one process, one torch thread."""
     import torch
@@ -121,7 +125,8 @@ def run_strong(method: str, seed: int, limit: int, out: str) -> dict:
     t0 = time.time()
     if METHODS[method] is not None:
         cfg = load_config(TrainConfig, preset_path(METHODS[method]),
-                          [f"seed={seed}", f"output_dir={folder}", "eval.enabled=false", "num_threads=1"])
+                          [f"seed={seed}", f"output_dir={folder}", "eval.enabled=false", "num_threads=1"]
+                          + ([f"steps={steps}"] if steps else []))
         if not (folder / "adapter" / "adapter_config.json").is_file():
             train(cfg, log=lambda m: None)
         adapter = str(folder / "adapter")
@@ -225,7 +230,7 @@ def main_strong(args) -> int:
     jobs = [(m, s) for m in args.methods for s in args.seeds]
     t0, load0 = time.time(), os.getloadavg()
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_strong, m, s, args.limit, str(out)) for m, s in jobs]
+        futures = [pool.submit(run_strong, m, s, args.limit, str(out), args.steps) for m, s in jobs]
         rows = []
         for (m, s), f in zip(jobs, futures):
             rows.append(f.result())
@@ -240,7 +245,7 @@ def main_strong(args) -> int:
     return 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--methods", nargs="+", default=list(METHODS))
@@ -251,7 +256,10 @@ def main() -> int:
     p.add_argument("--suite", choices=("attacks", "strong"), default="attacks",
                    help="strong: the organism-strong preset and the robustness metrics, per (method, seed)")
     p.add_argument("--jobs", type=int, default=1, help="--suite strong: (method, seed) runs at a time")
-    args = p.parse_args()
+    p.add_argument("--steps", type=int, default=0, help="training steps of every method (default: its preset's)")
+    args = p.parse_args(argv)
+    if args.steps < 0:
+        p.error("--steps must be >= 0 (0: each preset's own budget)")
     if args.suite == "strong":
         if args.methods == list(METHODS):
             args.methods = ["circuit_breaker", "crl", "crl+mining"]
@@ -276,7 +284,7 @@ def main() -> int:
             if seed in results.get(method, {}):
                 continue
             log(f"=== {method} seed {seed} ({time.time() - t0:.0f} s)")
-            results.setdefault(method, {})[seed] = run(method, seed, args.attacks, args.limit, out, log)
+            results.setdefault(method, {})[seed] = run(method, seed, args.attacks, args.limit, out, log, args.steps)
             (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     methods = [m for m in METHODS if m in results]
     seeds = sorted({s for per in results.values() for s in per})

@@ -3,6 +3,7 @@
     python bench/judge_labels.py draw --part dev --per-cell 5 [--models crl,rr]
     python bench/judge_labels.py draw --part heldout --per-cell 5   # the current judge's blind part
     python bench/judge_labels.py agreement        # the frozen judge on its blind part -> agreement.json
+    python bench/judge_labels.py draw --part dev --track DIR --out DIR   # other folders (tests)
 
 ``draw`` takes rows of ``outputs/bench/real_model_track/<model>/outputs.jsonl`` (bench/real_model_track.py)
 and writes ``outputs/bench/judge_labels/<part>.unlabelled.jsonl`` without the judge's label, so the reader
@@ -51,11 +52,14 @@ def _read(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()] if path.is_file() else []
 
 
-def draw(bucket: str, per_cell: int, models: list[str]) -> Path:
+def draw(bucket: str, per_cell: int, models: list[str], track: Path = TRACK, drawn: Path = DRAWN) -> Path:
+    """Write ``<drawn>/<part>.unlabelled.jsonl`` from the model folders under ``track``; returns its path."""
     part = "dev" if bucket == "dev" else blind_part()
+    if not track.is_dir():
+        raise SystemExit(f"judge_labels: error: no model outputs in {track} (bench/real_model_track.py writes them)")
     have = {(r["source"], r["attack"], r["id"]) for p in labelled_parts() for r in _read(LABELLED / f"{p}.jsonl")}
     out_rows = []
-    for folder in sorted(TRACK.iterdir()):
+    for folder in sorted(track.iterdir()):
         source = folder.name.split("-s")[0]
         if models and source not in models or not (folder / "outputs.jsonl").is_file():
             continue
@@ -69,8 +73,8 @@ def draw(bucket: str, per_cell: int, models: list[str]) -> Path:
             for r in rows[:per_cell]:
                 out_rows.append({"source": source, "attack": attack, "id": r["id"], "prompt": r["prompt"],
                                  "prefix": r["prefix"], "output": r["output"]})
-    DRAWN.mkdir(parents=True, exist_ok=True)
-    path = DRAWN / f"{part}.unlabelled.jsonl"
+    drawn.mkdir(parents=True, exist_ok=True)
+    path = drawn / f"{part}.unlabelled.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in out_rows), encoding="utf-8")
     print(f"{len(out_rows)} rows to label in {path}")
     return path
@@ -110,10 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--part", choices=("dev", "heldout"), required=True)
     d.add_argument("--per-cell", type=int, default=5)
     d.add_argument("--models", default="")
+    d.add_argument("--track", type=Path, default=TRACK, help="the model folders to draw from (real_model_track's)")
+    d.add_argument("--out", type=Path, default=DRAWN, help="where the unlabelled part goes")
     sub.add_parser("agreement")
     args = ap.parse_args(argv)
     if args.cmd == "draw":
-        draw(args.part, args.per_cell, [m for m in args.models.split(",") if m])
+        draw(args.part, args.per_cell, [m for m in args.models.split(",") if m], args.track, args.out)
     else:
         agreement()
     return 0

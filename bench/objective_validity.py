@@ -1,7 +1,7 @@
 """Does the sweep's objective rank defenses the way a much stronger evaluation does? (organism)
 
     python bench/objective_validity.py [--sampled 16] [--jobs 2] [--seed 0] [--limit 32]
-                                       [--config sweeps/configs/organism.yaml] [--out DIR]
+                                       [--config sweeps/configs/organism.yaml] [--out DIR] [--quick]
 
 Adapters: ``--sampled`` points drawn at random from the default sweep's search space (``margin_sweep``'s
 space + the YAML, trained with the sweep's base config: 60 steps), plus the organism presets that hold the
@@ -25,6 +25,10 @@ recipe objective and each term, as diagnostics. Writes ``<out>/objective_validit
 in-sweep evaluation at other evaluation seeds: ``in_sweep_noise`` compares the per-adapter sd of each
 in-sweep objective with the gaps between adapters ranked next to each other. Resumable: each adapter's
 folder keeps its adapter and its evaluations, so a rerun only does what is missing.
+
+``--quick`` (a smoke check of the path; the numbers mean nothing): the smoke budget (sweeps/configs/smoke.yaml:
+6 steps, 8 prompts, a 5-step embedding attack) over the config, the presets trained for as many steps, and
+the strong suite's embedding attacks cut to 2 steps with best-of-2 sampling, 8 new tokens.
 """
 
 from __future__ import annotations
@@ -51,12 +55,13 @@ STRONG_SEED = 1  # another evaluation seed than the in-sweep one (the training s
 TERMS = ("benign_accuracy", "over_refusal", "knowledge_asr", "knowledge_retention", "leak_margin",
          "over_triggering", "sampling_leakage", "asr")
 TARGET_RHO = 0.7
+QUICK_STRONG = {"embedding_steps": 2, "embedding_sample_n": 2, "max_new_tokens": 8}  # --quick: the strong suite's cut
 
 
-def load_cfg(config: str):
+def load_cfg(config: str, quick: bool = False):
     from sweeps.margin_sweep import load_sweep_config
 
-    return load_sweep_config(argparse.Namespace(config=config, smoke=False, experiment=None, num_samples=None,
+    return load_sweep_config(argparse.Namespace(config=config, smoke=quick, experiment=None, num_samples=None,
                                                 overrides=[]))
 
 
@@ -81,7 +86,8 @@ def plan(cfg, n_sampled: int, seed: int, presets=PRESETS) -> list[dict[str, Any]
     return jobs
 
 
-def train_config(job: dict[str, Any], folder: Path):
+def train_config(job: dict[str, Any], folder: Path, steps: int = 0):
+    """The adapter's TrainConfig; ``steps`` (a preset's, --quick) replaces the preset's budget."""
     from crl_core.config import load_config
     from crl_core.training import TrainConfig, preset_path
     from sweeps.engine.space import train_config_for
@@ -89,7 +95,7 @@ def train_config(job: dict[str, Any], folder: Path):
     if job["kind"] == "sampled":
         return train_config_for(job["base"], job["point"], str(folder))
     return load_config(TrainConfig, preset_path(job["preset"]),
-                       [f"output_dir={folder}", "eval.enabled=false", "num_threads=1"])
+                       [f"output_dir={folder}", "eval.enabled=false", "num_threads=1"] + ([f"steps={steps}"] if steps else []))
 
 
 def evaluate(ecfg, adapter: Path) -> dict[str, Any]:
@@ -101,7 +107,8 @@ def evaluate(ecfg, adapter: Path) -> dict[str, Any]:
             "attacks": {a: {"asr": s["asr"], "n": s["n"]} for a, s in report["attacks"].items()}}
 
 
-def run_job(job: dict[str, Any], config: str, out: str, limit: int, noise_seeds: tuple[int, ...] = ()) -> dict[str, Any]:
+def run_job(job: dict[str, Any], config: str, out: str, limit: int, noise_seeds: tuple[int, ...] = (),
+            quick: bool = False) -> dict[str, Any]:
     """One adapter: train (unless its adapter is there), then the in-sweep and the strong evaluation."""
     import torch
 
@@ -109,9 +116,10 @@ def run_job(job: dict[str, Any], config: str, out: str, limit: int, noise_seeds:
     from crl_core.evaluation import evaluation_config_for
     from crl_core.training import train
 
-    cfg = load_cfg(config)
+    cfg = load_cfg(config, quick)
     folder = Path(out) / job["name"]
-    tcfg = train_config(job, folder)
+    tcfg = train_config(job, folder, int(cfg.base_train_dict()["steps"]) if quick else 0)
+    strong = {"limit": limit, "seed": STRONG_SEED, **(QUICK_STRONG if quick else {})}
     adapter = folder / "adapter"
     done = folder / "train_done.json"
     if not done.is_file():
@@ -122,7 +130,7 @@ def run_job(job: dict[str, Any], config: str, out: str, limit: int, noise_seeds:
            "params": dict(job["point"]) if job["kind"] == "sampled" else job["preset"],
            "train_seconds": json.loads(done.read_text())["seconds"]}
     for part, make in (("in_sweep", lambda: cfg.evaluation_config(tcfg)),
-                       ("strong", lambda: evaluation_config_for(STRONG_PRESET, {"limit": limit, "seed": STRONG_SEED}))):
+                       ("strong", lambda: evaluation_config_for(STRONG_PRESET, strong))):
         path = folder / f"{part}.json"
         if not path.is_file():
             path.write_text(json.dumps(evaluate(make(), adapter), indent=1))
@@ -212,6 +220,8 @@ def noise(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
     ``--noise-seeds`` one, per adapter) against the gaps between adapters ranked next to each other."""
     from sweeps.margin_sweep import OBJECTIVES
 
+    if not rows:  # no eligible adapter: nothing to compare (was an IndexError after every adapter had run)
+        return None
     sds, means = [], []
     for r in rows:
         vals = [OBJECTIVES.add_derived(m).get(metric)
@@ -253,9 +263,10 @@ def main(argv=None) -> int:
     p.add_argument("--noise-seeds", default="1,2", help="comma list: evaluation seeds at which the in-sweep "
                                                          "evaluation is repeated to measure its noise ('' = none)")
     p.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "objective_validity"))
+    p.add_argument("--quick", action="store_true", help="smoke budget and a cut strong suite: checks the path only")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    cfg = load_cfg(args.config)
+    cfg = load_cfg(args.config, args.quick)
     if cfg.objective.kind != "single":
         raise SystemExit("objective_validity: the config's objective must be single (objective.metric)")
     metric = cfg.objective.metric
@@ -275,13 +286,14 @@ def main(argv=None) -> int:
     t0, load0 = time.time(), os.getloadavg()
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         noise_seeds = tuple(int(x) for x in args.noise_seeds.split(",") if x)
-        futures = [pool.submit(run_job, j, args.config, str(out), args.limit, noise_seeds) for j in jobs]
+        futures = [pool.submit(run_job, j, args.config, str(out), args.limit, noise_seeds, args.quick) for j in jobs]
         rows = []
         for j, f in zip(jobs, futures):
             rows.append(f.result())
             print(f"[objective_validity] {j['name']} done ({time.time() - t0:.0f} s)", flush=True)
-    result = {"config": args.config,
-              "strong_evaluation": {"preset": STRONG_PRESET, "limit": args.limit, "seed": STRONG_SEED}, **summarise(rows, metric),
+    result = {"config": args.config, "quick": args.quick,
+              "strong_evaluation": {"preset": STRONG_PRESET, "limit": args.limit, "seed": STRONG_SEED,
+                                    **(QUICK_STRONG if args.quick else {})}, **summarise(rows, metric),
               "wall_s": round(time.time() - t0, 1), "loadavg_start": load0, "loadavg_end": os.getloadavg(),
               "jobs": args.jobs, "rows": rows}
     (out / "objective_validity.json").write_text(json.dumps(result, indent=1))

@@ -1,21 +1,24 @@
 """Search efficiency on the organism objective: Optuna TPE (+ASHA) vs random search, same space and budget.
 
-    python bench/search_efficiency.py [--config sweeps/configs/organism.yaml] [--quick]
-                                      [--budget N] [--seeds 0,1,2] [--startup-trials K]
+    python bench/search_efficiency.py [--config sweeps/configs/organism.yaml] [--quick | --tiny]
+                                      [--budget N] [--seeds 0,1,2] [--startup-trials K] [--out DIR]
+                                      [key=value ...]
 
 Question (issue target): how many trials does TPE+ASHA need to reach the best score random search finds
 in 32 trials? Target <= 11.
 
-Faithfulness: every trial is the sweep's own trial function, ``sweeps.engine.run_trial_loop`` (train with
-``DefenseTrainer``, evaluate every ``objective.eval_every`` steps with the sweep's evaluation, MLflow child
-run, adapter, checkpoint), run in this process (no Ray: trials run one after another, so Ray adds nothing
-to the comparison but minutes). The search space is the sweep's (``margin_sweep.SEARCH_SPACE`` + the YAML),
-translated to Optuna distributions the way Ray's ``OptunaSearch`` translates the engine's Tune domains.
+Faithfulness: every trial is one point run by ``sweeps.engine.run_point``, the sweep trial's own loop (the
+sweep's base training config with the point's values, ``DefenseTrainer``, the sweep's evaluation every
+``objective.eval_every`` steps), in this process: no Ray (trials run one after another, so Ray adds nothing
+to the comparison but minutes) and none of a trial's bookkeeping (MLflow run, adapter, checkpoint), which
+changes no score. The search space is the sweep's (``margin_sweep.SEARCH_SPACE`` + the YAML), sampled by
+its own define-by-run function (``SearchSpace.define_by_run``), as the engine's ``OptunaSearch`` does.
 
 - TPE+ASHA: ``TPESampler(seed + 1)`` (the engine's sampler and seed for a new sweep; Optuna's default startup of 10 random trials unless
   ``--startup-trials``) and an ASHA-style early stop at the rungs (``SuccessiveHalvingPruner`` with the
-  engine's ``grace_period`` = eval_every x grace_rungs and reduction factor). As with Ray's ``OptunaSearch``
-  + ``ASHAScheduler``, a stopped trial is told to the study as COMPLETE with its last evaluated score.
+  engine's ``grace_period`` = eval_every x grace_rungs and reduction factor; the ``on_eval`` hook of
+  ``run_point`` stops the trial). As with Ray's ``OptunaSearch`` + ``ASHAScheduler``, a stopped trial is
+  told to the study as COMPLETE with its last evaluated score.
 - random: ``RandomSampler(10000 + seed)`` (not TPE's seed: TPE's startup draws would repeat it), no early stop (every trial runs all its steps).
 
 Both searches are interleaved trial by trial (random 1, TPE 1, random 2, ...) so load drift on a shared
@@ -25,8 +28,11 @@ machine hits both alike. A trial's score is its last evaluated score (``objectiv
 
 Modes: the full mode uses the config's budget (60 steps, 2 rungs, 32 prompts per set; ~25-50 s a trial on
 2 CPUs: ~35 min per seed) and 32 trials per search; ``--quick`` uses 12 vs 12 trials, 20 steps, rungs every
-10 steps, 16 prompts, a shorter embedding attack and 4 TPE startup trials (a few minutes per seed). The mode
-is printed with the results. Outputs (own MLflow sqlite, trial folders, results.json) go under
+10 steps, 16 prompts, a shorter embedding attack and 4 TPE startup trials (a few minutes per seed);
+``--tiny`` runs 2 vs 2 trials (1 TPE startup trial) of the tests' tiny sweep on a tiny random Llama
+(sweeps/tiny.py: 4 steps, proxy evaluation; seconds per trial): a check that the path works, no measurement.
+The mode is printed with the results. Outputs (the Optuna studies, results.json, and the empty MLflow store
+the pre-flight check opens; ``--tiny``: the tiny model and its sweep YAML) go under
 ``outputs/bench/search_efficiency-<stamp>/``.
 """
 
@@ -64,33 +70,21 @@ def load_cfg(config: str, overrides: list[str]):
 
 def suggest(trial, space, base) -> dict[str, Any]:
     """The point the engine's searcher would sample: its own define-by-run function (conditional dimensions
-    only where active), as the raw Optuna values a Tune trial receives."""
+    only where active), as typed values (dotted key -> value)."""
     space.define_by_run(base)(trial)
-    return dict(trial.params)
+    return space.decode(dict(trial.params))
 
 
 class Search:
-    """One search (random or TPE+ASHA) on its own Optuna study and its own MLflow experiment / sweep folder."""
+    """One search (random or TPE+ASHA) on its own Optuna study and its own sweep folder."""
 
-    def __init__(self, name: str, seed: int, cfg, startup: int, out: Path) -> None:
+    def __init__(self, name: str, seed: int, cfg, base: dict[str, Any], startup: int) -> None:
         import optuna
 
-        import sweeps.engine as eng
-        from sweeps.engine.runs import client_for, sweep_state
-        from sweeps.engine.trial import TrialSpec
-        from sweeps.margin_sweep import OBJECTIVES
-
-        self.name, self.seed = name, seed
+        self.name, self.seed, self.base = name, seed, base
         self.cfg = cfg.replace(experiment=f"{name}-s{seed}")
-        self.base = eng.validate_before_launch(self.cfg, OBJECTIVES)
-        self.client = client_for(self.cfg.tracking_uri())
-        state = sweep_state(self.cfg, self.client)
-        self.state = state
-        self.spec = TrialSpec(state["sweep_id"], state["experiment_id"], state["parent_run_id"],
-                              self.cfg.tracking_uri(), self.base, self.cfg.space(), self.cfg.evaluation_config,
-                              OBJECTIVES, self.cfg.objective.eval_every, str(self.cfg.sweep_dir / "trials"),
-                              str(self.cfg.sweep_dir / "ray"), self.cfg.resources)
-        self.steps = int(self.base.get("steps", 1))
+        self.space = self.cfg.space()
+        self.steps = int(base.get("steps", 1))
         self.every = self.cfg.objective.eval_every or self.steps
         obj = self.cfg.objective
         direction = "maximize" if obj.mode == "max" else "minimize"
@@ -104,6 +98,7 @@ class Search:
             # another seed stream than TPE's: TPE's startup draws come from RandomSampler(seed) too, and the
             # same seed would make the first trials of both searches identical
             sampler, pruner = optuna.samplers.RandomSampler(seed=10_000 + seed), optuna.pruners.NopPruner()
+        self.cfg.sweep_dir.mkdir(parents=True, exist_ok=True)
         self.study = optuna.create_study(direction=direction, sampler=sampler, pruner=pruner,
                                          study_name=self.cfg.experiment,
                                          storage=f"sqlite:///{self.cfg.sweep_dir / 'optuna.db'}")
@@ -113,28 +108,26 @@ class Search:
     def run_one(self) -> dict[str, Any]:
         import optuna
 
-        import sweeps.engine as eng
-        from sweeps.engine.trial import run_trial_loop
+        from sweeps.engine import PointHooks, run_point
+        from sweeps.margin_sweep import OBJECTIVES
 
         metric = self.cfg.objective.metric
         trial = self.study.ask()
-        point = suggest(trial, self.spec.space, self.base)
+        point = suggest(trial, self.space, self.base)
         trial_id = f"{self.name}-s{self.seed}-{len(self.rows) + 1:03d}"
         last: dict[str, Any] = {}
 
-        def report(metrics: dict[str, Any], checkpoint_dir) -> None:  # the sweep's report hook
-            last.update(metrics)
-            step = int(metrics["step"])
+        def on_eval(step: int, seconds: float, metrics: dict[str, Any]) -> bool:  # what the sweep reports to Tune
+            last.update(metrics, step=step)
             trial.report(float(metrics[metric]), step)
-            if step < self.steps and trial.should_prune():  # ASHA stop at a rung (never at the last step)
-                raise optuna.TrialPruned()
+            return step < self.steps and trial.should_prune()  # ASHA stop at a rung (never at the last step)
 
         t0, c0 = time.time(), time.process_time()
         stopped, error = False, None
         try:
-            run_trial_loop(self.spec, point, trial_id, 0, 1, report, None)
-        except optuna.TrialPruned:
-            stopped = True
+            stopped = run_point(self.cfg, point, OBJECTIVES, self.cfg.sweep_dir / "trials" / trial_id,
+                                hooks=PointHooks(on_eval=on_eval), base=self.base, save_adapter=False,
+                                log=lambda s: None).stopped
         except Exception as exc:  # a failed trial counts as a trial with no score
             error = f"{type(exc).__name__}: {exc}"
         wall, cpu = time.time() - t0, time.process_time() - c0
@@ -145,13 +138,8 @@ class Search:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
             self.study.tell(trial, float(value))
-        run_id = eng.trial_run_id(self.client, self.state["experiment_id"], self.state["sweep_id"], trial_id)
-        if run_id:  # what CloseTrialRuns does on the driver
-            self.client.set_tag(run_id, "crl.final_step", str(last.get("step", 0)))
-            self.client.set_terminated(run_id, "FAILED" if error else "FINISHED")
         row = {"trial": len(self.rows) + 1, "trial_id": trial_id, "score": value, "step": last.get("step"),
-               "stopped": stopped, "error": error, "wall_s": wall, "cpu_s": cpu,
-               "params": {k: self.spec.space[k].decode(v) for k, v in point.items()}}
+               "stopped": stopped, "error": error, "wall_s": wall, "cpu_s": cpu, "params": point}
         self.rows.append(row)
         return row
 
@@ -162,9 +150,6 @@ class Search:
                 best = r["score"]
             out.append(best)
         return out
-
-    def close(self) -> None:
-        self.client.set_terminated(self.state["parent_run_id"], "FINISHED")
 
 
 def trials_to_reach(curve: list[float | None], target: float | None, sign: int) -> int | None:
@@ -180,22 +165,36 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(ROOT / "sweeps" / "configs" / "organism.yaml"))
     p.add_argument("--quick", action="store_true", help="12 vs 12 trials, 20 steps, smaller evaluation")
-    p.add_argument("--budget", type=int, default=None, help="trials per search (32; --quick 12)")
-    p.add_argument("--seeds", default=None, help="comma-separated seeds (full: 0,1,2; --quick: 0)")
+    p.add_argument("--tiny", action="store_true", help="2 vs 2 trials of a tiny random model's tiny sweep instead of "
+                   "--config (seconds per trial: checks the path, measures nothing)")
+    p.add_argument("--budget", type=int, default=None, help="trials per search (32; --quick 12; --tiny 2)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (full: 0,1,2; --quick, --tiny: 0)")
     p.add_argument("--startup-trials", type=int, default=None,
-                   help="TPE random startup trials (full: 10, Optuna's default, as in the engine; --quick: 4)")
+                   help="TPE random startup trials (full: 10, Optuna's default, as in the engine; --quick: 4; "
+                        "--tiny: 1)")
     p.add_argument("--out", default=None, help="output folder (default outputs/bench/search_efficiency-<stamp>)")
     p.add_argument("overrides", nargs="*", help="extra sweep key=value overrides")
     args = p.parse_args(argv)
+    if args.quick and args.tiny:
+        print("search_efficiency: --quick and --tiny exclude each other", file=sys.stderr)
+        return 2
 
     import torch
 
+    from sweeps.engine import validate_before_launch
+    from sweeps.margin_sweep import OBJECTIVES
+
     torch.set_num_threads(1)  # as function_trial
-    budget = args.budget or (12 if args.quick else 32)
-    seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",") if s.strip()]
-    startup = args.startup_trials if args.startup_trials is not None else (4 if args.quick else 10)
+    small = args.quick or args.tiny
+    budget = args.budget or (2 if args.tiny else 12 if args.quick else 32)
+    seeds = [int(s) for s in (args.seeds or ("0" if small else "0,1,2")).split(",") if s.strip()]
+    startup = args.startup_trials if args.startup_trials is not None else (1 if args.tiny else 4 if args.quick else 10)
     out = Path(args.out or ROOT / "outputs" / "bench" / f"search_efficiency-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.tiny:
+        from sweeps.tiny import write_tiny_sweep
+
+        args.config = str(write_tiny_sweep(out))
     over = [f"storage_dir={out / 'sweeps'}", f"tracking.uri=sqlite:///{out / 'mlflow.db'}",
             f"tracking.artifact_root={out / 'mlruns'}"] + (QUICK_OVERRIDES if args.quick else []) + args.overrides
     cfg = load_cfg(args.config, over)
@@ -204,8 +203,9 @@ def main(argv=None) -> int:
         return 2
     sign = 1 if cfg.objective.mode == "max" else -1
     mode = ("QUICK (--quick: 20 steps, rungs every 10, 16 prompts, 4 TPE startup trials)" if args.quick
+            else "TINY (--tiny: tiny model and sweep, 1 TPE startup trial)" if args.tiny
             else "FULL (the config's budget)")
-    base = cfg.base_train_dict()
+    base = validate_before_launch(cfg, OBJECTIVES)  # the sweep's pre-flight checks; its base training config
     print(f"search_efficiency: {mode}; {budget} random vs {budget} TPE+ASHA trials per seed, seeds {seeds}; "
           f"steps {base.get('steps')}, eval_every {cfg.objective.eval_every}, evaluation {cfg.evaluation}; metric {cfg.objective.metric} ({cfg.objective.mode}); outputs {out}",
           flush=True)
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
     t_all = time.time()
     per_seed = []
     for seed in seeds:
-        rnd, tpe = Search("random", seed, cfg, startup, out), Search("tpe", seed, cfg, startup, out)
+        rnd, tpe = Search("random", seed, cfg, base, startup), Search("tpe", seed, cfg, base, startup)
         t_seed, load0 = time.time(), loadavg()
         for i in range(budget):
             for s in (rnd, tpe):
@@ -223,8 +223,6 @@ def main(argv=None) -> int:
                 print(f"[{time.strftime('%H:%M:%S')}] seed {seed} {s.name:<6} trial {i + 1:>2}/{budget}: "
                       f"{cfg.objective.metric} {score} at step {r['step']} ({tag}) {r['wall_s']:.1f} s wall, "
                       f"{r['cpu_s']:.1f} s CPU, load {loadavg()[0]:.2f}", flush=True)
-        rnd.close()
-        tpe.close()
         rc, tc = rnd.best_curve(sign), tpe.best_curve(sign)
         target = rc[-1]
         reach = trials_to_reach(tc, target, sign)
@@ -266,8 +264,8 @@ def main(argv=None) -> int:
     verdict = "PASS" if med <= TARGET_TRIALS else "FAIL"
     print(f"  TPE trials to reach random's best of {budget}: per seed {reached}; median "
           f"{'not reached' if math.isinf(med) else f'{med:g}'}   target <= {TARGET_TRIALS} "
-          f"(defined for 32 trials, full mode)  {verdict if not args.quick and budget == 32 else 'n/a in this mode'}")
-    if args.quick or budget != 32:
+          f"(defined for 32 trials, full mode)  {verdict if not small and budget == 32 else 'n/a in this mode'}")
+    if small or budget != 32:
         print(f"  NOTE: {mode.split(' ')[0]} mode with budget {budget}: not the issue's measurement (random best of 32 "
               "on the default sweep); the numbers show the path works and give a rough signal only.")
     print(f"  total wall {time.time() - t_all:.0f} s; results {out / 'results.json'}")

@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    steps = args.steps or TRIAL_STEPS[args.model]
+    steps = args.steps if args.steps is not None else TRIAL_STEPS[args.model]
     if steps < 1 or args.threads < 1:
         p.error("--steps and --threads must be >= 1")
     variants = [v for v in args.variants.split(",") if v]

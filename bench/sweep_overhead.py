@@ -1,35 +1,39 @@
 """Fixed per-trial overhead of the sweep machinery: bare crl_core loop vs Ray Tune in-trial vs Ray Train-backed.
 
     python bench/sweep_overhead.py [--config sweeps/configs/organism.yaml] [--num-trials N]
-                                   [--paths bare,tune,train] [--quick] [--concurrency C]
-                                   [--train-workers W] [--seed S]
+                                   [--paths bare,tune,train] [--quick | --tiny] [--concurrency C]
+                                   [--train-workers W] [--seed S] [--out DIR]
 
 The same N parameter points (drawn from the sweep's search space with a fixed seed) run three ways, each
 path in its own fresh Python process (imports are paid once per process, as in a real run):
 
-- ``bare``:  one process, one trial after another: ``DefenseTrainer(cfg)`` + ``fit`` with the sweep's
-  evaluation (``sweeps.engine.trial.evaluate`` with the sweep's own evaluation config) every
-  ``objective.eval_every`` steps. No MLflow, no checkpoints, no Ray.
+- ``bare``:  one process, one trial after another: ``sweeps.engine.run_point`` (the sweep trial's own loop:
+  ``DefenseTrainer`` + ``fit`` with the sweep's evaluation every ``objective.eval_every`` steps) on the
+  sweep's base training config. No MLflow, no checkpoints, no adapter saves, no Ray.
 - ``tune``:  Ray Tune running the engine's ``function_trial`` (reused actors, the engine's resources,
   MLflow child runs, ``CloseTrialRuns``), i.e. what ``run_sweep`` does with ``workers: 1``.
 - ``train``: Ray Tune running the engine's ``train_backed_trial`` (a 0.1-CPU trial driving a Train V2
-  ``TorchTrainer``). The engine only takes this path for ``workers > 1`` or GPUs; there is no flag that
-  forces it with one worker, so this script calls ``train_backed_trial`` directly (``--train-workers 1``,
-  the default). ``cpus_per_worker`` is lowered (0.9 on 2 CPUs with 2 concurrent trials) so concurrent
-  trials fit, as docs/sweeps.md advises.
+  ``TorchTrainer``). A sweep takes this path only for ``workers > 1`` or GPUs; this script forces it
+  with ``sweeps.engine.tuner.trainable_for(..., train_backed=True)`` (``--train-workers 1``, the default).
+  ``cpus_per_worker`` is lowered (0.9 on 2 CPUs with 2 concurrent trials) so concurrent trials fit, as
+  docs/sweeps.md advises.
 
-Fixed points: the engine's Tuner always samples with OptunaSearch + ASHA, so this script builds its own
-Tuner (mirroring ``sweeps.engine.tuner.new_tuner``: same resources, ``reuse_actors``, dirnames, failure/checkpoint
-configs, callbacks) over ``tune.grid_search`` of point indices, with no scheduler: every trial runs all
-its steps in every path. (Engine hook that would remove this: a ``points_to_evaluate`` list handed to
-``OptunaSearch`` plus a switch that disables ASHA.)
+Fixed points: both Ray paths run the engine's own segment Tuner (``sweeps.engine.tuner.new_tuner``: its
+OptunaSearch, resources, ``reuse_actors``, dirnames, failure/checkpoint configs) with the points handed to
+the searcher first (``points=``, Optuna's enqueued trials) and no scheduler (``early_stop=False``): every
+trial runs all its steps, on the same points as the bare path.
 
-Timing inside a trial: this script wraps ``DefenseTrainer.__init__`` (model load + data + LoRA),
-``DefenseTrainer.train_step`` and ``sweeps.engine.trial.evaluate`` in the process that runs the loop (trial actor
-or Train worker) and writes the running sums to a JSON file after every evaluation. Trial wall for Ray paths
-is measured on the driver (Tune callback: trial start -> complete). Fixed overhead per trial =
-trial wall - train time - evaluation time. Every path also records its process tree's CPU time
+Timing inside a trial: the engine's timing hooks (``sweeps.engine.PointHooks``, given to ``run_point`` and,
+for the Ray paths, to the trials through ``TrialSpec.hooks``) report the trainer's construction (model load +
+data + LoRA), each training step and each evaluation in the process that runs the loop (trial actor, or
+rank 0 of the Train workers), which writes the running sums to a JSON file after every evaluation. Trial
+wall for Ray paths is measured on the driver (Tune callback: trial start -> complete). Fixed overhead per
+trial = trial wall - train time - evaluation time. Every path also records its process tree's CPU time
 (psutil), the machine's busy CPU time (/proc/stat) and /proc/loadavg, since the box may be shared.
+
+``--quick`` lays the smoke budget (sweeps/configs/smoke.yaml) over the config; ``--tiny`` runs on a tiny
+random Llama with the tiny sweep of the tests (sweeps/tiny.py: 4 steps, proxy evaluation; seconds per trial),
+which checks the paths work and measures nothing of the real sweep.
 
 Everything is written under ``outputs/bench/sweep_overhead-<stamp>/`` (own MLflow sqlite, sweep folders,
 child logs, results.json); Ray's temp dir is a fresh /tmp/crl-bench-ray-* folder, removed afterwards.
@@ -72,14 +76,15 @@ def load_cfg(config: str, quick: bool, overrides: list[str]):
 
 
 def sample_points(cfg, n: int, seed: int) -> list[dict[str, Any]]:
-    """n points of the search space, in the Tune encoding the engine's trials expect (choices JSON-encoded)."""
+    """n points of the search space (dotted key -> typed value, only the dimensions their conditions switch
+    on), drawn uniformly (log-uniformly for ``loguniform``) with a fixed seed."""
     rng = random.Random(seed)
     space, base = cfg.space(), cfg.base_train_dict()
     points = []
     for _ in range(n):
         point: dict[str, Any] = {}
-        for key, spec in space.params.items():  # in order, only the dimensions their conditions switch on
-            if not space.active(key, space.decode(point), base):
+        for key, spec in space.params.items():  # in order: a condition names keys declared before it
+            if not space.active(key, point, base):
                 continue
             if spec.type == "uniform":
                 point[key] = rng.uniform(spec.low, spec.high)
@@ -88,84 +93,48 @@ def sample_points(cfg, n: int, seed: int) -> list[dict[str, Any]]:
             elif spec.type == "int":
                 point[key] = rng.randint(int(spec.low), int(spec.high))
             else:
-                point[key] = rng.choice(spec._encoded())
+                point[key] = rng.choice(spec.values)
         points.append(point)
     return points
 
 
-# ------------------------------------------------------------------ timers (run where the loop runs)
-def install_timers(timing_dir: str, trial_id: str, rank: int = 0) -> dict[str, Any]:
-    """Wrap DefenseTrainer.__init__/train_step and sweeps.engine.trial.evaluate in this process; rank 0 writes
-    the sums to ``<timing_dir>/<trial_id>.json`` after every evaluation (the last report may end the process)."""
-    import sweeps.engine.trial as eng
-    from crl_core.training import trainer as tr
+# ------------------------------------------------------------ timers (run where the loop runs)
+class TrialTimer:
+    """The engine's timing hooks for one process: each trial (``on_start``) gets fresh sums; after every
+    evaluation they go to ``<timing_dir>/<trial id>.json`` (the last report may end the process)."""
 
-    cls = tr.DefenseTrainer
-    if not hasattr(cls, "_bench_orig_init"):  # patch once per process; each trial gets fresh sums
-        cls._bench_orig_init, cls._bench_orig_step = cls.__init__, cls.train_step
-        eng._bench_orig_evaluate = eng.evaluate
-    st: dict[str, Any] = {"trial_id": trial_id, "pid": os.getpid(), "t_enter": time.time(), "init_s": 0.0,
-                          "train_s": 0.0, "eval_s": 0.0, "steps": 0, "evals": 0, "cpu0": time.process_time()}
-    out = Path(timing_dir) / f"{trial_id}.json"
+    def __init__(self, timing_dir: str) -> None:
+        self.timing_dir = timing_dir
+        self.st: dict[str, Any] = {}
 
-    def init(self, *a, **k):
-        t = time.perf_counter()
-        cls._bench_orig_init(self, *a, **k)
-        st["init_s"] += time.perf_counter() - t
+    def hooks(self):
+        from sweeps.engine import PointHooks
 
-    def step(self):
-        t = time.perf_counter()
-        m = cls._bench_orig_step(self)
-        st["train_s"] += time.perf_counter() - t
-        st["steps"] += 1
-        return m
+        return PointHooks(on_start=self.start, on_init=self.init, on_step=self.step, on_eval=self.eval)
 
-    def evaluate(ecfg, trainer, objectives):
-        t = time.perf_counter()
-        r, spec = eng._bench_orig_evaluate(ecfg, trainer, objectives)
-        st["eval_s"] += time.perf_counter() - t
+    def start(self, trial_id: str) -> None:
+        self.st = {"trial_id": trial_id, "pid": os.getpid(), "t_enter": time.time(), "init_s": 0.0, "train_s": 0.0,
+                   "eval_s": 0.0, "steps": 0, "evals": 0, "cpu0": time.process_time()}
+
+    def init(self, seconds: float) -> None:
+        self.st["init_s"] += seconds
+
+    def step(self, step: int, seconds: float, metrics: dict[str, float]) -> None:
+        self.st["train_s"] += seconds
+        self.st["steps"] += 1
+
+    def eval(self, step: int, seconds: float, metrics: dict[str, float]) -> None:
+        st = self.st
+        st["eval_s"] += seconds
         st["evals"] += 1
         st["t_last_eval_end"] = time.time()
         st["cpu_s"] = time.process_time() - st["cpu0"]
-        st["score"] = r.get("score")
-        if rank == 0:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(st))
-            tmp.replace(out)
-        return r, spec
-
-    cls.__init__, cls.train_step, eng.evaluate = init, step, evaluate
-    return st
-
-
-def bench_trainable(config: dict[str, Any], spec, points: list[dict[str, Any]], path: str, timing_dir: str) -> None:
-    """The Tune trial: the engine's own trial function on a fixed point, with timers installed."""
-    from ray import tune
-
-    import sweeps.engine.trial as eng
-
-    point = points[config["point"]]
-    if path == "tune":
-        install_timers(timing_dir, tune.get_context().get_trial_id())
-        eng.function_trial(point, spec)
-        return
-    orig = getattr(eng, "_bench_orig_train_worker", eng.train_worker)
-    eng._bench_orig_train_worker = orig
-
-    def timed_worker(loop_config):  # runs in each Train worker (a fresh process)
-        import ray.train
-
-        import sweeps.engine.trial as worker_eng
-
-        install_timers(timing_dir, loop_config["trial_id"], ray.train.get_context().get_world_rank())
-        getattr(worker_eng, "_bench_orig_train_worker", worker_eng.train_worker)(loop_config)
-
-    eng.train_worker = timed_worker  # train_backed_trial looks the worker function up at call time
-    try:
-        eng.train_backed_trial(point, spec)
-    finally:
-        eng.train_worker = orig
+        st["score"] = metrics.get("score")
+        out = Path(self.timing_dir) / f"{st['trial_id']}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(st))
+        tmp.replace(out)
 
 
 # ----------------------------------------------------------------------------------- child: bare
@@ -174,31 +143,20 @@ def child_bare(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     import sweeps.engine as eng
-    import sweeps.engine.trial as trial_mod
-    from crl_core.training import DefenseTrainer
     from sweeps.margin_sweep import OBJECTIVES
 
     torch.set_num_threads(1)
     cfg = load_cfg(job["config"], job["quick"], job["overrides"])
     base = eng.validate_before_launch(cfg, OBJECTIVES)
-    space = cfg.space()
     imports_s = time.time() - t_proc
+    timer = TrialTimer(job["timing_dir"])
     trials = []
     for i, point in enumerate(job["points"]):
-        st = install_timers(job["timing_dir"], f"bare_{i:03d}")
         t0 = time.time()
-        searched = space.decode(point)
-        train_cfg = eng.train_config_for(base, searched, str(Path(job["out"]) / "bare" / f"trial_{i:03d}"))
-        trainer = DefenseTrainer(train_cfg, log=lambda s: None)
-        ecfg = cfg.evaluation_config(train_cfg)
-        every = cfg.objective.eval_every or train_cfg.steps
-
-        def on_step(step, metrics, trainer=trainer, ecfg=ecfg, steps=train_cfg.steps, every=every):
-            if step % every == 0 or step == steps:
-                trial_mod.evaluate(ecfg, trainer, OBJECTIVES)  # patched: timed
-
-        trainer.fit(on_step=on_step)
+        eng.run_point(cfg, point, OBJECTIVES, Path(job["out"]) / "bare" / f"bare_{i:03d}", hooks=timer.hooks(),
+                      base=base, save_adapter=False, log=lambda s: None)
         wall = time.time() - t0
+        st = timer.st
         trials.append({"trial_id": st["trial_id"], "point": i, "pid": st["pid"], "wall_s": wall,
                        "init_s": st["init_s"], "train_s": st["train_s"], "eval_s": st["eval_s"], "steps": st["steps"],
                        "evals": st["evals"], "score": st.get("score"),
@@ -216,33 +174,26 @@ def child_ray(job: dict[str, Any]) -> dict[str, Any]:
     from ray import tune
 
     import sweeps.engine as eng
-    from sweeps.engine.cluster import REUSE_TRIAL_ACTORS
     from sweeps.engine.runs import CloseTrialRuns, client_for, sweep_state
-    from sweeps.engine.trial import TrialSpec
-    from sweeps.engine.tuner import _trial_dirname
+    from sweeps.engine.tuner import new_tuner, trainable_for
     from sweeps.margin_sweep import OBJECTIVES
 
-    path = job["path"]
+    path, points = job["path"], job["points"]
     cfg = load_cfg(job["config"], job["quick"], job["overrides"])
     base = eng.validate_before_launch(cfg, OBJECTIVES)
     client = client_for(cfg.tracking_uri())
     ray.init(**eng.local_ray_options(job["num_cpus"], path == "train"), _temp_dir=job["ray_tmp"], log_to_driver=True)
     try:
         state = sweep_state(cfg, client)
-        ray_storage = cfg.sweep_dir / "ray"
-        spec = TrialSpec(state["sweep_id"], state["experiment_id"], state["parent_run_id"], cfg.tracking_uri(),
-                         base, cfg.space(), cfg.evaluation_config, OBJECTIVES, cfg.objective.eval_every,
-                         str(cfg.sweep_dir / "trials"), str(ray_storage), cfg.resources)
-        trainable = tune.with_parameters(bench_trainable, spec=spec, points=job["points"], path=path,
-                                         timing_dir=job["timing_dir"])
-        trial_cpu = {"cpu": 0.1} if path == "train" else {"cpu": cfg.resources.cpus_per_worker}
-        trainable = tune.with_resources(trainable, trial_cpu)
-        clock: dict[str, dict[str, float]] = {}
+        spec = eng.TrialSpec.for_sweep(cfg, state, base, OBJECTIVES, hooks=TrialTimer(job["timing_dir"]).hooks())
+        trainable = trainable_for(cfg, spec, train_backed=path == "train")
+        clock: dict[str, dict[str, Any]] = {}
 
         class WallClock(tune.Callback):
             def on_trial_start(self, iteration, trials, trial, **info):
+                searched = spec.space.decode(trial.config)
                 clock.setdefault(trial.trial_id, {})["start"] = time.time()
-                clock[trial.trial_id]["point"] = trial.config["point"]
+                clock[trial.trial_id]["point"] = points.index(searched) if searched in points else None
 
             def on_trial_complete(self, iteration, trials, trial, **info):
                 clock.setdefault(trial.trial_id, {})["end"] = time.time()
@@ -251,13 +202,8 @@ def child_ray(job: dict[str, Any]) -> dict[str, Any]:
                 clock.setdefault(trial.trial_id, {}).update(end=time.time(), error=1.0)
 
         callbacks = [CloseTrialRuns(cfg.tracking_uri(), state["experiment_id"], state["sweep_id"]), WallClock()]
-        tuner = tune.Tuner(
-            trainable, param_space={"point": tune.grid_search(list(range(len(job["points"]))))},
-            tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=job["concurrency"],
-                                        reuse_actors=REUSE_TRIAL_ACTORS, trial_dirname_creator=_trial_dirname),
-            run_config=tune.RunConfig(name="segment-1", storage_path=spec.ray_storage, callbacks=callbacks,
-                                      failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
-                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+        tuner = new_tuner(cfg, trainable, spec, cfg.study(state["sweep_id"]), 1, len(points), callbacks,
+                          points=points, early_stop=False)
         t_fit = time.time()
         results = tuner.fit()
         fit_wall = time.time() - t_fit
@@ -396,7 +342,7 @@ def print_report(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> No
     print(f"  trials/path: {meta['num_trials']}  steps: {meta['steps']}  eval_every: {meta['eval_every']}  "
           f"evaluation: {meta['evaluation']}  concurrency (tune/train): {meta['concurrency']}  "
           f"train path: workers={meta['train_workers']} cpus_per_worker={meta['train_cpw']:g} (forced via "
-          f"sweeps.engine.trial.train_backed_trial)")
+          f"sweeps.engine.tuner.trainable_for(train_backed=True))")
     print(f"  host: {os.cpu_count()} CPUs; loadavg at start {meta['load_start']}, at end {loadavg()}; "
           f"outputs: {meta['out']}")
     print("  no scheduler (fixed points, every trial runs all steps); overhead = trial wall - train - eval")
@@ -451,9 +397,9 @@ def print_report(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> No
                       f"bare Σ = {bare:.1f} s, concurrency {meta['concurrency']})"
                       + (f"   target <= {TARGET_RATIO:.2f} (default sweep)  {'PASS' if r <= TARGET_RATIO else 'FAIL'}"
                          if path == "tune" else ""))
-    if meta["quick"]:
-        print("  NOTE: QUICK mode (smoke budget): trials are a few seconds long, so the ratio is dominated by fixed "
-              "costs and is NOT the default-sweep ratio the target refers to; run without --quick for that.")
+    if meta["quick"] or meta["tiny"]:
+        print(f"  NOTE: {meta['mode'].split(' ')[0]} mode: trials are a few seconds long, so the ratio is dominated by "
+              "fixed costs and is NOT the default-sweep ratio the target refers to; run without --quick/--tiny for that.")
     print("=" * 100)
 
 
@@ -464,6 +410,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-trials", type=int, default=None, help=f"points per path ({FULL_TRIALS}; --quick {QUICK_TRIALS})")
     p.add_argument("--paths", default="bare,tune,train")
     p.add_argument("--quick", action="store_true", help="smoke.yaml budget over the config (few steps, few prompts)")
+    p.add_argument("--tiny", action="store_true", help="a tiny random model and the tests' tiny sweep instead of "
+                   "--config (seconds per trial: checks the paths, measures nothing of the real sweep)")
     p.add_argument("--concurrency", type=int, default=None, help="max concurrent trials (default: the config's)")
     p.add_argument("--train-workers", type=int, default=1, help="Train workers per trial on the train path")
     p.add_argument("--seed", type=int, default=0, help="seed of the fixed points")
@@ -481,9 +429,16 @@ def main(argv=None) -> int:
     if bad:
         print(f"sweep_overhead: unknown path(s) {bad}", file=sys.stderr)
         return 2
-    n = args.num_trials or (QUICK_TRIALS if args.quick else FULL_TRIALS)
+    if args.tiny and args.quick:
+        print("sweep_overhead: --tiny and --quick exclude each other", file=sys.stderr)
+        return 2
+    n = args.num_trials or (QUICK_TRIALS if args.quick or args.tiny else FULL_TRIALS)
     out = Path(args.out or ROOT / "outputs" / "bench" / f"sweep_overhead-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.tiny:
+        from sweeps.tiny import write_tiny_sweep
+
+        args.config = str(write_tiny_sweep(out))
     base_over = [f"storage_dir={out / 'sweeps'}", f"tracking.uri=sqlite:///{out / 'mlflow.db'}",
                  f"tracking.artifact_root={out / 'mlruns'}"]
     cfg = load_cfg(args.config, args.quick, base_over)
@@ -494,8 +449,10 @@ def main(argv=None) -> int:
     cpw = min(cfg.resources.cpus_per_worker, (num_cpus / conc - 0.1) / args.train_workers)
     cpw = max(0.1, math.floor(cpw * 20) / 20)
     steps = cfg.base_train_dict().get("steps")
-    meta = {"mode": "QUICK (--quick: smoke.yaml budget)" if args.quick else "FULL (the config's budget)",
-            "config": os.path.relpath(args.config, ROOT), "quick": args.quick, "num_trials": n, "steps": steps,
+    mode = ("QUICK (--quick: smoke.yaml budget)" if args.quick else "TINY (--tiny: tiny model and sweep)" if args.tiny
+            else "FULL (the config's budget)")
+    meta = {"mode": mode, "config": os.path.relpath(args.config, ROOT), "quick": args.quick, "tiny": args.tiny,
+            "num_trials": n, "steps": steps,
             "eval_every": cfg.objective.eval_every,
             "evaluation": json.dumps(cfg.evaluation, sort_keys=True),
             "concurrency": conc, "train_workers": args.train_workers, "train_cpw": cpw, "out": str(out),

@@ -14,7 +14,7 @@ from typing import Any
 from crl_core.config import apply_overrides
 from sweeps.margin_sweep import MARGIN
 
-__all__ = ["make_tiny_model", "tiny_sweep", "local_s3"]
+__all__ = ["make_tiny_model", "tiny_sweep", "write_tiny_sweep", "local_s3"]
 
 
 def make_tiny_model(folder: Path, num_layers: int = 3) -> Path:
@@ -52,6 +52,19 @@ def tiny_sweep(model_dir: Path, out_dir: Path, **changes: Any) -> dict[str, Any]
         "tracking": {"uri": f"sqlite:///{out_dir / 'mlflow.db'}", "artifact_root": str(out_dir / "mlruns")},
     }
     return apply_overrides(data, changes)
+
+
+def write_tiny_sweep(out: Path) -> Path:
+    """The tiny sweep on a tiny random Llama saved under ``out`` (reused when there); returns its YAML
+    (the benchmarks' --tiny settings)."""
+    import yaml
+
+    model_dir = out / "tiny-model"
+    if not (model_dir / "config.json").is_file():
+        make_tiny_model(model_dir)
+    path = out / "tiny-sweep.yaml"
+    path.write_text(yaml.safe_dump(tiny_sweep(model_dir, out)))
+    return path
 
 
 @contextlib.contextmanager

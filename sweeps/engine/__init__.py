@@ -4,7 +4,9 @@ One module per job (docs/sweeps.md has the walk-through):
 
 - ``config``: the sweep's config schema and the recipe's objectives; ``space``: the conditional search space;
 - ``preflight``: every check before Ray starts; ``cluster``: the Ray it runs on and the driver lock;
-- ``trial``: one trial's loop (in the Tune trial, or as Ray Train DDP workers); ``runs``: its MLflow records
+- ``trial``: one trial's loop (in the Tune trial, or as Ray Train DDP workers); ``point``: the loop it shares
+  with :func:`run_point` (one point of the space, trained and evaluated without Tune, Ray or MLflow; timing
+  hooks for the benchmarks); ``runs``: the trial's MLflow records
   (``mlflow_client``: retries through outages);
 - ``durable``: the state a resume trusts; ``storage``: where Tune's state and checkpoints live (a folder or
   an object store); ``study``: where the Optuna study lives (the sweep folder or an RDB);
@@ -29,13 +31,15 @@ from sweeps.engine.config import (
     results_base,
 )
 from sweeps.engine.driver import SweepSummary, run_sweep
+from sweeps.engine.point import PointHooks, PointResult, run_point
 from sweeps.engine.preflight import check_resources, check_tracking, validate_before_launch
 from sweeps.engine.report import SweepFailed
 from sweeps.engine.runs import LOGGED_MODEL_TAG, TrialTracker, trial_run_id
 from sweeps.engine.space import ParamSpec, SearchSpace, train_config_for
+from sweeps.engine.trial import TrialSpec
 
 __all__ = ["DriverLock", "bind_local_ray_to_loopback", "local_ray_options", "Objectives", "ObjectiveSettings",
            "ResourceSettings", "SweepConfig", "TrackingSettings", "TrainSection", "in_job_working_dir_copy",
            "resolve_result_path", "results_base", "SweepSummary", "run_sweep", "check_resources", "check_tracking",
            "validate_before_launch", "SweepFailed", "LOGGED_MODEL_TAG", "TrialTracker", "trial_run_id", "ParamSpec",
-           "SearchSpace", "train_config_for"]
+           "SearchSpace", "train_config_for", "PointHooks", "PointResult", "run_point", "TrialSpec"]

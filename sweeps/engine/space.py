@@ -75,6 +75,14 @@ class ParamSpec(ConfigBase):
             return value
         return self.values[self._encoded().index(value)]
 
+    def encode(self, value: Any) -> Any:
+        """The inverse of :meth:`decode`: a typed value as Optuna and the Tune config carry it."""
+        if self.type != "choice":
+            return value
+        if value not in self.values:
+            raise ConfigError(f"{value!r} is not one of the choices {self.values}")
+        return self._encoded()[self.values.index(value)]
+
 
 def nest_space(node: dict[str, Any]) -> dict[str, Any]:
     """A search space written with dotted keys, nested by section (so YAML layers and ``key=value``
@@ -174,6 +182,13 @@ class SearchSpace:
     def decode(self, config: dict[str, Any]) -> dict[str, Any]:
         """A trial's Tune config (the sampled dimensions, list choices as JSON text) -> dotted key -> typed value."""
         return {k: self.params[k].decode(v) for k, v in config.items() if k in self.params}
+
+    def encode(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The inverse of :meth:`decode`: dotted key -> typed value -> a trial's Tune config."""
+        unknown = sorted(set(values) - set(self.params))
+        if unknown:
+            raise ConfigError(f"{', '.join(unknown)} not in the search space (searched: {', '.join(self.params)})")
+        return {k: self.params[k].encode(v) for k, v in values.items()}
 
     def corners(self, keys: list[str], base: dict[str, Any]) -> list[dict[str, Any]]:
         """Every combination of the bounds of ``keys`` (and of the keys their conditions name), each reduced

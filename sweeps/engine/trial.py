@@ -4,6 +4,9 @@
 - several workers or GPUs: the trial drives a Ray Train ``TorchTrainer`` (:func:`train_backed_trial`, Train
   V2 pattern); the workers run the same loop (:func:`run_trial_loop`) as DDP ranks and report
   checkpoints, so a failed worker group resumes from the last one.
+
+The trainer, the evaluation cadence and the evaluation are ``point.PointLoop``'s, shared with
+``point.run_point`` (one point without Tune, Ray or MLflow).
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from typing import Any
 
 from ray import tune
 
-from crl_core.config import config_hash
 from sweeps.engine import failpoints
-from sweeps.engine.config import Objectives, ResourceSettings
+from sweeps.engine.config import Objectives, ResourceSettings, SweepConfig
 from sweeps.engine.console import trial_log
 from sweeps.engine.durable import CONTINUE_KEY, effective_trial_id, trial_params
+from sweeps.engine.point import PointHooks, PointLoop, evaluate
 from sweeps.engine.ray_private import drain_train_reports
 from sweeps.engine.runs import TrialTracker
 from sweeps.engine.space import SearchSpace, train_config_for
@@ -45,26 +48,19 @@ class TrialSpec:
     ray_storage: str
     resources: ResourceSettings
     objective_metric: str | None = None  # logged again as eval/objective (single-objective sweeps)
+    hooks: PointHooks | None = None  # timing callbacks in the process that runs the loop (rank 0; benchmarks)
 
-
-def evaluate(ecfg, trainer, objectives: Objectives, objective_metric: str | None = None
-             ) -> tuple[dict[str, float], dict[str, Any]]:
-    """The adapter's metrics now (``crl_core.evaluation``), with the recipe's derived objectives and the
-    sweep's objective again as ``objective``; and the evaluation's spec. No ``no_grad`` here: the embedding
-    attack needs gradients."""
-    from crl_core.evaluation import run_evaluation
-
-    model = trainer.model
-    model.eval()
-    try:
-        report = run_evaluation(ecfg, model=model, tokenizer=trainer.tokenizer, log=lambda s: None)
-    finally:
-        model.train()
-    spec = {"schema": report["schema"], "metric_versions": report["metric_versions"], **report["spec"]}
-    metrics = objectives.add_derived(report["metrics"])
-    if objective_metric and metrics.get(objective_metric) is not None:
-        metrics["objective"] = metrics[objective_metric]
-    return metrics, spec
+    @classmethod
+    def for_sweep(cls, cfg: SweepConfig, state: dict[str, Any], base_train: dict[str, Any], objectives: Objectives,
+                  *, hooks: PointHooks | None = None) -> TrialSpec:
+        """The spec of ``cfg``'s trials: ``state`` is the sweep's identity (``runs.sweep_state``), ``base_train``
+        what ``preflight.validate_before_launch`` returned."""
+        return cls(sweep_id=state["sweep_id"], experiment_id=state["experiment_id"],
+                   parent_run_id=state["parent_run_id"], tracking_uri=cfg.tracking_uri(), base_train=base_train,
+                   space=cfg.space(), evaluation=cfg.evaluation_config, objectives=objectives,
+                   eval_every=cfg.objective.eval_every, trials_dir=str(cfg.sweep_dir / "trials"),
+                   ray_storage=cfg.ray_storage, resources=cfg.resources,
+                   objective_metric=cfg.objective.metric if cfg.objective.kind == "single" else None, hooks=hooks)
 
 
 def run_trial_loop(spec: TrialSpec, config: dict[str, Any], trial_id: str, rank: int, world_size: int,
@@ -74,18 +70,16 @@ def run_trial_loop(spec: TrialSpec, config: dict[str, Any], trial_id: str, rank:
     Shared by the function trial (rank 0 of 1) and every Ray Train worker. Rank 0 evaluates, logs to
     MLflow, saves the adapter and a checkpoint, and uploads the adapter *before* it reports.
     """
-    from crl_core.models.adapters import save_adapter
-    from crl_core.training import DefenseTrainer
-
     searched = spec.space.decode(trial_params(config))  # the one conversion: Tune config -> typed values
     trial_dir = Path(spec.trials_dir) / trial_id
     train_cfg = train_config_for(spec.base_train, searched, str(trial_dir))
-    trainer = DefenseTrainer(train_cfg, log=trial_log, rank=rank, world_size=world_size)
+    loop = PointLoop(train_cfg, spec.objectives, spec.eval_every, objective_metric=spec.objective_metric,
+                     hooks=spec.hooks, log=trial_log, rank=rank, world_size=world_size, name=trial_id)
+    trainer = loop.trainer
     tracker = ecfg = None
     if rank == 0:
         tracker = TrialTracker(spec, trial_id, searched, train_cfg, trainer)
         ecfg = spec.evaluation(train_cfg)
-    every = spec.eval_every or train_cfg.steps
     pending: list[tuple[int, dict[str, float]]] = []
     resumed = resume_from is not None
     reported = False
@@ -93,7 +87,7 @@ def run_trial_loop(spec: TrialSpec, config: dict[str, Any], trial_id: str, rank:
     def on_step(step: int, metrics: dict[str, float]) -> None:
         nonlocal pending, resumed, reported
         if tracker is None:
-            if step % every == 0 or step == train_cfg.steps:
+            if loop.due(step):
                 reported = True
                 report({"step": step}, None)
             return
@@ -101,11 +95,10 @@ def run_trial_loop(spec: TrialSpec, config: dict[str, Any], trial_id: str, rank:
             tracker.mark_resumed(step - 1)
             resumed = False
         pending.append((step, {f"train/{k}": v for k, v in metrics.items()}))
-        if step % every and step != train_cfg.steps:
+        if not loop.due(step):
             return
-        result, eval_spec = evaluate(ecfg, trainer, spec.objectives, spec.objective_metric)
-        adapter = save_adapter(trainer.model, trial_dir / "adapter", train_cfg.model.name,
-                               extra={"method": train_cfg.method, "config_hash": config_hash(train_cfg), "steps": step})
+        result, eval_spec, _ = loop.evaluate(ecfg, step)  # an on_eval hook cannot stop a trial: Tune decides
+        adapter = loop.save_adapter(trial_dir / "adapter", step)
         tracker.log_metrics(pending)
         failpoints.hit("mlflow_metrics")
         pending = []
@@ -114,7 +107,7 @@ def run_trial_loop(spec: TrialSpec, config: dict[str, Any], trial_id: str, rank:
         reported = True
         report({"step": step, **result}, checkpoint)  # may be the last thing this process does
 
-    trainer.fit(resume_from=resume_from, on_step=on_step)
+    loop.fit(on_step, resume_from=resume_from)
     if not reported:  # resumed from the final checkpoint: its evaluation is logged, but Tune never had it
         last = {}
         if tracker is not None:

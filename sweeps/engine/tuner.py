@@ -29,18 +29,30 @@ from sweeps.engine.storage import list_segments
 from sweeps.engine.study import StudyRef
 from sweeps.engine.trial import TrialSpec, function_trial, train_backed_trial
 
-__all__ = ["objective_keys", "run_segments", "trial_resources"]
+__all__ = ["objective_keys", "run_segments", "trial_resources", "trainable_for", "new_tuner"]
 
 
 def objective_keys(cfg: SweepConfig, spec: TrialSpec) -> list[str]:
     return [m for m, _ in spec.objectives.multi] if cfg.objective.kind == "multi" else [cfg.objective.metric]
 
 
-def trial_resources(cfg: SweepConfig) -> dict[str, float]:
+def trial_resources(cfg: SweepConfig, train_backed: bool | None = None) -> dict[str, float]:
     """What Tune reserves for a trial: the whole worker (CPUs and custom resources) when the loop runs in the
-    trial, only a 0.1-CPU driver when the trial drives Ray Train workers (which then hold the rest)."""
+    trial, only a 0.1-CPU driver when the trial drives Ray Train workers (which then hold the rest).
+    ``train_backed``: which of the two (default: ``resources.train_backed``)."""
     res = cfg.resources
-    return {"cpu": 0.1} if res.train_backed else {"cpu": res.cpus_per_worker, **res.custom}
+    backed = res.train_backed if train_backed is None else train_backed
+    return {"cpu": 0.1} if backed else {"cpu": res.cpus_per_worker, **res.custom}
+
+
+def trainable_for(cfg: SweepConfig, spec: TrialSpec, train_backed: bool | None = None):
+    """The Tune trainable of the sweep's trials, with its resources: :func:`~sweeps.engine.trial.function_trial`
+    (the loop in the trial), or :func:`~sweeps.engine.trial.train_backed_trial` (Ray Train workers) where
+    ``resources.train_backed`` says so. ``train_backed`` forces either (bench/sweep_overhead.py times the Train
+    path with one worker, which a sweep never takes)."""
+    backed = cfg.resources.train_backed if train_backed is None else train_backed
+    fn = train_backed_trial if backed else function_trial
+    return tune.with_resources(tune.with_parameters(fn, spec=spec), trial_resources(cfg, backed))
 
 
 def _trial_dirname(trial) -> str:
@@ -55,7 +67,13 @@ def _run_config(cfg: SweepConfig, spec: TrialSpec, segment: int, callbacks) -> t
 
 
 def new_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, study: StudyRef, segment: int, num_samples: int,
-              callbacks) -> tune.Tuner:
+              callbacks, *, points: list[dict[str, Any]] | None = None, early_stop: bool = True) -> tune.Tuner:
+    """A segment of ``num_samples`` new trials sampled by TPE (define-by-run) with ASHA (single objective).
+
+    ``points``: searched values (dotted key -> typed value, as ``SearchSpace.decode`` returns them; only the
+    dimensions active at that point) that the searcher suggests first, in order (Optuna's enqueued trials;
+    TPE samples after them). ``early_stop=False``: no ASHA, every trial runs all its steps. A sweep uses
+    neither (:func:`run_segments`); a benchmark that runs fixed points does (bench/sweep_overhead.py)."""
     from optuna.samplers import TPESampler
     from ray.tune.schedulers import ASHAScheduler
 
@@ -64,6 +82,8 @@ def new_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, study: StudyRef, seg
     sampler = TPESampler(seed=cfg.seed + segment)  # another seed per segment: no replay of the startup draws
     space = spec.space.define_by_run(spec.base_train)  # conditional: inactive knobs are never sampled
     common = {"space": space, "sampler": sampler, "study_name": study.name, "storage": study.storage()}
+    if points:  # in the Tune config's form (list choices as JSON text), as the define-by-run function samples
+        common["points_to_evaluate"] = [spec.space.encode(p) for p in points]
     if cfg.objective.kind == "multi":
         metric, mode, scheduler = None, None, None
         searcher = DurableOptunaSearch(metric=[m for m, _ in spec.objectives.multi],
@@ -72,7 +92,7 @@ def new_tuner(cfg: SweepConfig, trainable, spec: TrialSpec, study: StudyRef, seg
         metric, mode = cfg.objective.metric, cfg.objective.mode
         searcher = DurableOptunaSearch(metric=metric, mode=mode, **common)
         scheduler = ASHAScheduler(time_attr="step", max_t=steps, grace_period=every * cfg.objective.grace_rungs,
-                                  reduction_factor=cfg.objective.reduction_factor)
+                                  reduction_factor=cfg.objective.reduction_factor) if early_stop else None
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler,
@@ -105,8 +125,7 @@ def trials_in_study(study_ref: StudyRef) -> int:
 def run_segments(cfg: SweepConfig, client, state: dict[str, Any], spec: TrialSpec, resume: bool,
                  log: Callable[[str], None]) -> None:
     """Continue the unfinished trials (on resume), then run the new ones, each batch a Tune segment."""
-    fn = train_backed_trial if cfg.resources.train_backed else function_trial
-    trainable = tune.with_resources(tune.with_parameters(fn, spec=spec), trial_resources(cfg))
+    trainable = trainable_for(cfg, spec)
     callbacks = [CloseTrialRuns(cfg.tracking_uri(), state["experiment_id"], state["sweep_id"]),
                  ProgressLog(lambda t: effective_trial_id(t.config, t.trial_id), int(spec.base_train.get("steps", 1)),
                              decode=spec.space.decode,
