@@ -6,8 +6,9 @@ The baseline is pinned (docs/results.md, "Step cost"): **standard LoRA-SFT over 
 batch** -- one forward of the benign, harmful and retain rows through the adapted model, cross-entropy on
 every row's response tokens (full-vocabulary head), backward, clip, AdamW step -- with the same LoRA, the
 same optimiser and the same batches as the CRL variants (one trainer each, same seeds, hence the same
-sampler draws). ``crl`` and ``crl+mining`` are the trainer's default path (early exit on); ``crl-whole`` is
-CRL with every row through every block (``early_exit=false``), the cost before it.
+sampler draws). ``crl`` and ``crl+mining`` are the trainer's default path (early exit and the reference-state
+cache on); ``crl-whole`` is CRL with every row through every block and no cache (``early_exit=false``,
+``reference_cache_mb=0``: the cost before them); ``crl-nocache`` is early exit alone.
 
 Timing is the **mean step over a real trial's length** (organism 60 steps, SmolLM2 30: a sweep trial's),
 every step counted (no warm-up dropped, so a first-step cost is paid as a trial pays it). Each variant runs
@@ -36,7 +37,8 @@ MINING = {"enabled": True, "reinit_every": 10, "init_steps": 20, "probability": 
 VARIANTS = {
     "sft": {"method": "crl"},  # the trainer only draws the batches; the step is sft_step() below
     "crl": {"method": "crl"},
-    "crl-whole": {"method": "crl", "early_exit": False},
+    "crl-whole": {"method": "crl", "early_exit": False, "reference_cache_mb": 0},
+    "crl-nocache": {"method": "crl", "reference_cache_mb": 0},
     "crl+mining": {"method": "crl", "mining": MINING},
 }
 TRIAL_STEPS = {"organism": 60, "smollm2": 30, "tiny": 30}

@@ -354,9 +354,12 @@ class DefenseTrainer:
         todo = [i for i in range(n) if any(k not in self.ref_cache for k in keys[i])]
         if todo:
             decoder = self.model.get_base_model().get_decoder()
-            front = [i for i in todo if i < rows["retain"].start]
-            retain = [i for i in todo if i >= rows["retain"].start]
-            for group, blocks in ((front, self.exit_blocks), (retain, None)):
+            if self.exit_blocks is None:  # nothing to cut: one frozen pass over every row that misses
+                groups = ((todo, None),)
+            else:
+                groups = (([i for i in todo if i < rows["retain"].start], self.exit_blocks),
+                          ([i for i in todo if i >= rows["retain"].start], None))
+            for group, blocks in groups:
                 if not group:
                     continue
                 with torch.no_grad(), self.model.disable_adapter(), self._cut(decoder, blocks):
