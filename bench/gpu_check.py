@@ -50,7 +50,8 @@ BF16_PEAK_TFLOPS = (("H200", 989.4), ("H100 SXM", 989.4), ("H100 NVL", 835.0), (
                     ("H100", 989.4), ("A100", 312.0), ("L40S", 362.1), ("L4", 121.0), ("A10G", 70.0))
 VARIANTS = {
     "sft": {"method": "sft"},
-    "crl": {"method": "crl"},
+    "crl": {"method": "crl"},  # the default path: early exit where it applies, the reference-state cache
+    "crl-whole": {"method": "crl", "early_exit": False, "reference_cache_mb": 0},  # the path before them
     "crl+mining": {"method": "crl", "mining": {"enabled": True, "reinit_every": 10, "init_steps": 4,
                                                "probability": 0.5, "gate_loss": 100.0}},
 }
@@ -119,7 +120,8 @@ def run_variant(variant: str, args, tokenizer, data, device) -> dict:
         "harmful_layers": {"indices": layers}, "benign_layers": "all", "lora": {"rank": 16, "alpha": 16},
         "data": {"preset": "organism", "batch_benign": b, "batch_harmful": b, "batch_retain": b,
                  "max_length": args.max_length},
-        "mining": {"enabled": False, **mining}, "log_every": 1000, "output_dir": "unused"})
+        "mining": {"enabled": False, **mining}, "log_every": 1000, "output_dir": "unused",
+        **{k: v for k, v in VARIANTS[variant].items() if k in ("early_exit", "reference_cache_mb")}})
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)

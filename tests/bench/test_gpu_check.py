@@ -26,7 +26,7 @@ def test_gpu_check_runs_at_tiny_size_on_the_cpu_without_ray_mlflow_or_datasets()
     assert len(lines) == 1  # one JSON line
     out = json.loads(lines[0])
     assert out["device"] == "cpu" and out["dtype"] == "bfloat16" and out["path_ok"] is True
-    assert set(out["variants"]) == {"sft", "crl", "crl+mining"}
+    assert set(out["variants"]) == {"sft", "crl", "crl-whole", "crl+mining"}
     for v in out["variants"].values():
         assert v["losses_finite"] and v["lora_moved_max_abs"] > 0 and v["tokens_per_step"] > 0
         assert v["peak_memory_gib"] is None and v["mfu"] is None  # no GPU: not measured, never made up
