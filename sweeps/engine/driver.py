@@ -93,10 +93,7 @@ def run_sweep(cfg: SweepConfig, objectives: Objectives, resume: bool = False,
     started = _join_running_ray(cfg, log) if joins else False
     with DriverLock(cfg.sweep_dir):
         state = sweep_state(cfg, client)  # durable before a local Ray starts: a kill from here on is resumable
-        spec = TrialSpec(state["sweep_id"], state["experiment_id"], state["parent_run_id"], cfg.tracking_uri(),
-                         base_train, cfg.space(), cfg.evaluation_config, objectives, cfg.objective.eval_every,
-                         str(cfg.sweep_dir / "trials"), cfg.ray_storage, cfg.resources,
-                         cfg.objective.metric if cfg.objective.kind == "single" else None)
+        spec = TrialSpec.for_sweep(cfg, state, base_train, objectives)
         try:
             if not joins:
                 started = connect_ray(int(local_resources(cfg.resources)["CPU"]), cfg.resources.train_backed)
