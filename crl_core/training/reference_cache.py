@@ -74,10 +74,12 @@ class ReferenceCache:
     def __contains__(self, key: CacheKey) -> bool:
         return key in self._store
 
-    def count(self, keys: Sequence[CacheKey]) -> None:
-        missing = sum(k not in self._store for k in keys)
-        self.misses += missing
-        self.hits += len(keys) - missing
+    def lookup(self, keys: Sequence[CacheKey]) -> set[CacheKey]:
+        """The keys not stored yet (counted as misses; the others as hits)."""
+        absent = [k for k in keys if k not in self._store]  # per occurrence: a key may repeat in a batch
+        self.misses += len(absent)
+        self.hits += len(keys) - len(absent)
+        return set(absent)
 
     def put(self, key: CacheKey, states: torch.Tensor) -> None:
         if key in self._store:

@@ -85,6 +85,12 @@ class StepInputs:
         return stack_hidden(src, layers)[:, self.rows[part]]
 
 
+def _pass_inputs(batch: dict[str, torch.Tensor], rows=slice(None)) -> dict[str, Any]:
+    """A decoder pass over ``rows`` of ``batch`` (a slice or index list), every hidden state returned."""
+    return {"input_ids": batch["input_ids"][rows], "attention_mask": batch["attention_mask"][rows],
+            "position_ids": batch["position_ids"][rows], "output_hidden_states": True}
+
+
 def resolve_device(name: str, world_size: int = 1) -> torch.device:
     """``auto``: CUDA when available. A DDP rank on a node with several visible GPUs takes the one of its
     ``LOCAL_RANK`` (set by torchrun and by Ray Train), so ranks never share GPU 0."""
@@ -173,7 +179,11 @@ class DefenseTrainer:
         if cfg.reference_cache_mb and getattr(self.method, "early_exit", False) and self.method.needs_reference:
             self.ref_cache = reference_cache if reference_cache is not None else shared_cache(cfg.reference_cache_mb)
             self._retain_logits = getattr(self.method, "retain_reads", "logits") == "logits"
+            # the hidden-state indices read of the benign and harmful rows, and of the retain rows
+            self._front_layers = sorted(set(self.benign_layers) | set(self.harmful_layers))
+            self._retain_layers = [n_blocks] if self._retain_logits else sorted(set(self.harmful_layers))
             self._base_key = weights_fingerprint(model)  # the frozen weights, before LoRA is attached
+            self._ref_dtype = str(next(model.parameters()).dtype)
             self._row_keys = {k: [row_fingerprint(e.input_ids) for e in getattr(self.data, k)]
                               for k in ("benign", "harmful", "retain")}
         self._batch_keys: list[str] = []
@@ -304,10 +314,6 @@ class DefenseTrainer:
         current pass goes whole through the DDP wrapper (one forward per backward) so gradients are
         synchronised. ``perturb``: the rows the hard-negative miner's module perturbs.
         """
-        def kwargs(sl=slice(None)):
-            return {"input_ids": batch["input_ids"][sl], "attention_mask": batch["attention_mask"][sl],
-                    "position_ids": batch["position_ids"][sl], "output_hidden_states": True}
-
         def attached(sl=slice(None)):
             if perturb is None or not bool(perturb[sl].any()):
                 return contextlib.nullcontext()
@@ -315,19 +321,19 @@ class DefenseTrainer:
 
         if not reference and self.ddp_model is not self.model:
             with attached():
-                out = self.ddp_model(**kwargs())
+                out = self.ddp_model(**_pass_inputs(batch))
             return out.hidden_states, out.logits[rows["retain"]]
         base = self.model.get_base_model()
         decoder, head = base.get_decoder(), base.get_output_embeddings()
         if self.exit_blocks is None:
             with attached():
-                out = decoder(**kwargs())
+                out = decoder(**_pass_inputs(batch))
             return out.hidden_states, head(out.last_hidden_state[rows["retain"]])
         front, retain = slice(0, rows["retain"].start), rows["retain"]  # benign + harmful rows, then retain
         with attached(front), self._cut(decoder, self.exit_blocks):
-            cut = decoder(**kwargs(front))
+            cut = decoder(**_pass_inputs(batch, front))
         with attached(retain):
-            whole = decoder(**kwargs(retain))
+            whole = decoder(**_pass_inputs(batch, retain))
         if len(cut.hidden_states) != self.exit_blocks + 1 or len(whole.hidden_states) != len(decoder.layers) + 1:
             raise RuntimeError(f"early exit: {len(cut.hidden_states)} and {len(whole.hidden_states)} hidden states from "
                                f"{self.exit_blocks} and {len(decoder.layers)} blocks; set early_exit: false")
@@ -342,16 +348,13 @@ class DefenseTrainer:
         hidden states (None at the indices nobody reads) and the retain rows' logits (None for a method
         that reads their layers instead)."""
         depth = self.model.config.num_hidden_layers
-        front_layers = sorted(set(self.benign_layers) | set(self.harmful_layers))
-        logits = self._retain_logits
-        retain_layers = [depth] if logits else sorted(set(self.harmful_layers))
-        dtype = str(next(self.model.parameters()).dtype)
+        front_layers, retain_layers, logits = self._front_layers, self._retain_layers, self._retain_logits
         n = batch["input_ids"].shape[0]
         wanted = [front_layers if i < rows["retain"].start else retain_layers for i in range(n)]
-        keys = [[CacheKey(self._base_key, self._batch_keys[i], layer, dtype) for layer in wanted[i]]
+        keys = [[CacheKey(self._base_key, self._batch_keys[i], layer, self._ref_dtype) for layer in wanted[i]]
                 for i in range(n)]
-        self.ref_cache.count([k for row in keys for k in row])
-        todo = [i for i in range(n) if any(k not in self.ref_cache for k in keys[i])]
+        missing = self.ref_cache.lookup([k for row in keys for k in row])
+        todo = [i for i in range(n) if any(k in missing for k in keys[i])]
         if todo:
             decoder = self.model.get_base_model().get_decoder()
             if self.exit_blocks is None:  # nothing to cut: one frozen pass over every row that misses
@@ -363,8 +366,7 @@ class DefenseTrainer:
                 if not group:
                     continue
                 with torch.no_grad(), self.model.disable_adapter(), self._cut(decoder, blocks):
-                    hidden = decoder(input_ids=batch["input_ids"][group], attention_mask=batch["attention_mask"][group],
-                                     position_ids=batch["position_ids"][group], output_hidden_states=True).hidden_states
+                    hidden = decoder(**_pass_inputs(batch, group)).hidden_states
                 lengths = batch["attention_mask"][group].sum(-1).tolist()
                 for j, i in enumerate(group):
                     for key in keys[i]:
