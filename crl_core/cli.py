@@ -196,14 +196,9 @@ def plugin_commands() -> dict[str, importlib.metadata.EntryPoint]:
     return {ep.name: ep for ep in importlib.metadata.entry_points(group=COMMANDS_GROUP)}
 
 
-def _run_plugin(name: str, argv: list[str]) -> int:
+def _run_plugin(name: str, ep: importlib.metadata.EntryPoint, argv: list[str]) -> int:
     """``crl sweep ...`` = ``python sweeps/margin_sweep.py ...``: Ray is imported only here, so ``import
     crl_core`` and ``crl --help`` never load it."""
-    ep = plugin_commands().get(name)
-    if ep is None:  # not declared: the package that provides it is not installed
-        print(f"crl: error: no installed package provides `crl {name}` (entry point group {COMMANDS_GROUP}; "
-              "reinstall crl-sweep with scripts/setup.sh)", file=sys.stderr)
-        return 2
     try:
         command = ep.load()
     except ImportError as exc:
@@ -282,8 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] and args_list[0] in plugin_commands():
-        return _run_plugin(args_list[0], args_list[1:])
+    plugins = plugin_commands()
+    if args_list[:1] and args_list[0] in plugins:
+        return _run_plugin(args_list[0], plugins[args_list[0]], args_list[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
