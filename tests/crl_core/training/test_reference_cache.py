@@ -59,7 +59,8 @@ def test_cached_reference_states_give_the_losses_of_the_frozen_pass(float64, met
 
 
 def test_the_cache_is_not_used_where_the_method_did_not_declare_what_it_reads():
-    assert _run(*_model(dtype=torch.float32), None, steps=1, method="sft")  # no frozen pass at all
+    # a cache budget is set, yet sft (no frozen pass) gets no cache: _run asserts trainer.ref_cache is None
+    assert _run(*_model(dtype=torch.float32), None, steps=1, method="sft", reference_cache_mb=64)
     assert _run(*_model(dtype=torch.float32), None, steps=1, reference_cache_mb=0)  # switched off
 
 
